@@ -1,0 +1,14 @@
+/** What the Express app is built from; server.ts builds the real ones, tests pass their own. */
+import type { Client } from '@temporalio/client';
+import type { Config } from '../common/config';
+import type { Logger } from '../common/logger';
+import type { ModelCatalog } from '../activities/llm/catalog';
+import type { Storage } from '../activities/storage/clients';
+
+export interface ApiDeps {
+  config: Config;
+  temporal: Client;
+  storage: Storage;
+  catalog: ModelCatalog;
+  logger: Logger;
+}

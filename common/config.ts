@@ -1,0 +1,159 @@
+/**
+ * The one configuration schema. Every process parses the environment once, at start, and fails fast with
+ * a message naming each bad variable. Units live in names (`_MS`, `_BYTES`, `_MB`). `.env.example`
+ * mirrors this file. Not for workflow code (it reads process.env); workflows get values as arguments.
+ */
+import { z } from 'zod';
+
+const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** `id=url,id=url` → [{id, url}] */
+const nodeList = z
+  .string()
+  .default('node-1=http://127.0.0.1:11434')
+  .transform((s, ctx) => {
+    const nodes: { id: string; url: string }[] = [];
+    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      const id = eq > 0 ? part.slice(0, eq) : `node-${nodes.length + 1}`;
+      const url = eq > 0 ? part.slice(eq + 1) : part;
+      if (!/^https?:\/\/[^\s]+$/.test(url)) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" is not id=http(s)://host:port` });
+        return z.NEVER;
+      }
+      nodes.push({ id, url: url.replace(/\/+$/, '') });
+    }
+    return nodes;
+  });
+
+/** `key:tenant,key:tenant` → Map(key → tenant) */
+const apiKeys = z
+  .string()
+  .default('dev-key:dev')
+  .transform((s, ctx) => {
+    const keys = new Map<string, string>();
+    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const [key, tenant] = part.split(':');
+      if (!key || !tenant || key.length < 6) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" is not key:tenant (key ≥ 6 characters)` });
+        return z.NEVER;
+      }
+      keys.set(key, tenant);
+    }
+    return keys;
+  });
+
+/** `model=usdPer1kPrompt/usdPer1kCompletion,...` */
+const priceTable = z
+  .string()
+  .default('*=0.0001/0.0002')
+  .transform((s, ctx) => {
+    const prices: Record<string, { prompt: number; completion: number }> = {};
+    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const m = /^(.+)=([\d.]+)\/([\d.]+)$/.exec(part);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" is not model=promptPer1k/completionPer1k` });
+        return z.NEVER;
+      }
+      prices[m[1]!] = { prompt: Number(m[2]), completion: Number(m[3]) };
+    }
+    return prices;
+  });
+
+export const ConfigSchema = z.object({
+  // --- Temporal
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_UI_URL: z.string().url().default('http://127.0.0.1:8233'),
+
+  // --- API
+  API_HOST: z.string().default('127.0.0.1'),
+  API_PORT: int(8080),
+  /** Comma-separated `key:tenant` pairs; clients send `Authorization: Bearer <key>`. */
+  API_KEYS: apiKeys,
+  API_BODY_LIMIT_BYTES: int(1_048_576),
+  API_UPLOAD_LIMIT_BYTES: int(20 * 1_048_576),
+  API_RATE_LIMIT_PER_MINUTE: int(600),
+  API_PUBLIC_URL: z.string().url().default('http://127.0.0.1:8080'),
+
+  // --- Storage (S3 + DynamoDB; an emulator locally)
+  AWS_REGION: z.string().default('us-east-1'),
+  /** Emulator endpoint; unset in AWS. */
+  AWS_ENDPOINT_URL: z.string().url().optional(),
+  AWS_ACCESS_KEY_ID: z.string().default('test'),
+  AWS_SECRET_ACCESS_KEY: z.string().default('test'),
+  S3_BUCKET: z.string().min(3).default('ainode'),
+  DYNAMO_TABLE_PREFIX: z.string().default('ainode-'),
+
+  // --- LLM nodes
+  /** This llm worker's node. */
+  OLLAMA_URL: z.string().url().default('http://127.0.0.1:11434'),
+  NODE_ID: z.string().regex(/^[\w.-]+$/).default('node-1'),
+  /** Parallel slots of this node; the worker runs this many LLM activities at once. */
+  OLLAMA_NUM_PARALLEL: int(4),
+  /** Every node, for the catalog (`GET /models`): `id=url,id=url`. */
+  OLLAMA_NODES: nodeList,
+  DEFAULT_MODEL: z.string().default('gemma3:270m'),
+  /** Fixed context size for every request, so Ollama never reloads a model for a different num_ctx. */
+  LLM_NUM_CTX: int(4096),
+  LLM_CALL_TIMEOUT_MS: int(120_000),
+  CATALOG_NODE_TIMEOUT_MS: int(2000),
+  /** `model=usdPer1kPrompt/usdPer1kCompletion,...`; `*` is the fallback. */
+  PRICE_TABLE: priceTable,
+
+  // --- Executor (jobs)
+  DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
+  JOB_RUNTIME_IMAGE: z.string().default('ainode/python-runtime:latest'),
+  JOB_TIMEOUT_MS: int(300_000),
+  JOB_MEMORY_MB: int(256),
+  JOB_CPUS: z.coerce.number().positive().default(1),
+  JOB_PIDS_LIMIT: int(128),
+  JOB_OUTPUT_LIMIT_BYTES: int(1_048_576),
+  JOB_MAX_LLM_CALLS: int(1000),
+  JOB_MAX_TOKENS: int(1_000_000),
+  /** Directory holding the per-job AI gateway sockets, bind-mounted into containers. */
+  GATEWAY_SOCKET_DIR: z.string().default('/tmp/ainode-gateway'),
+
+  // --- Chats
+  CHANNEL_WEBHOOK_SECRET: z.string().min(8).default('dev-webhook-secret'),
+  CHANNEL_CALLBACK_URL: z.string().url().optional(),
+  CHAT_QUIET_MS: int(2000),
+  CHAT_MAX_WAIT_MS: int(10_000),
+  CHAT_IDLE_CLOSE_MS: int(24 * 3_600_000),
+  CHAT_MANAGER_PAUSE_MS: int(30 * 60_000),
+
+  // --- Logging
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_PRETTY: bool(false),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee .env.example for every variable.`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses an environment (default: process.env). Empty strings count as unset. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
+  const parsed = ConfigSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
+  }
+  return parsed.data;
+}
+
+/** Price of one call in USD from the price table (`*` when the model has no row). */
+export function priceOf(config: Pick<Config, 'PRICE_TABLE'>, model: string, prompt: number, completion: number) {
+  const row = config.PRICE_TABLE[model] ?? config.PRICE_TABLE['*'] ?? { prompt: 0, completion: 0 };
+  return (prompt / 1000) * row.prompt + (completion / 1000) * row.completion;
+}

@@ -1,0 +1,111 @@
+/** Shared data shapes and zod schemas. Workflow-safe: no Node built-ins, no I/O. */
+import { z } from 'zod';
+
+export const ChatMessageSchema = z.object({
+  role: z.enum(['system', 'user', 'assistant', 'tool']),
+  content: z.string().max(200_000),
+});
+export type ChatMessage = z.infer<typeof ChatMessageSchema>;
+
+/** Ollama generation options we pass through (subset; unknown keys are rejected by the API). */
+export const LlmOptionsSchema = z
+  .object({
+    temperature: z.number().min(0).max(2),
+    top_p: z.number().min(0).max(1),
+    top_k: z.number().int().min(0),
+    seed: z.number().int(),
+    num_predict: z.number().int().min(-2).max(32_768),
+    stop: z.array(z.string()).max(8),
+    repeat_penalty: z.number(),
+  })
+  .partial()
+  .strict();
+export type LlmOptions = z.infer<typeof LlmOptionsSchema>;
+
+/** Token counts and timings reported by Ollama itself (never by user code). */
+export interface LlmUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  totalDurationMs: number;
+  loadDurationMs: number;
+  promptEvalDurationMs: number;
+  evalDurationMs: number;
+}
+
+export interface LlmResult {
+  content: string;
+  model: string;
+  nodeId: string;
+  usage: LlmUsage;
+  doneReason?: string;
+}
+
+/** `format`: 'json' or a JSON schema (Ollama structured outputs). */
+export type LlmFormat = 'json' | Record<string, unknown>;
+
+export interface LlmChatInput {
+  model: string;
+  messages: ChatMessage[];
+  format?: LlmFormat;
+  options?: LlmOptions;
+  /** Shown in the Web UI as the activity summary (who asked and why). */
+  purpose?: string;
+}
+
+export interface LlmGenerateInput {
+  model: string;
+  prompt: string;
+  system?: string;
+  format?: LlmFormat;
+  options?: LlmOptions;
+  purpose?: string;
+}
+
+export interface LlmEmbedInput {
+  model: string;
+  input: string | string[];
+}
+
+export interface LlmEmbedResult {
+  embeddings: number[][];
+  model: string;
+  nodeId: string;
+  usage: Pick<LlmUsage, 'promptTokens' | 'totalDurationMs'>;
+}
+
+export function emptyUsage(): LlmUsage {
+  return {
+    promptTokens: 0,
+    completionTokens: 0,
+    totalTokens: 0,
+    totalDurationMs: 0,
+    loadDurationMs: 0,
+    promptEvalDurationMs: 0,
+    evalDurationMs: 0,
+  };
+}
+
+export function addUsage(a: LlmUsage, b: LlmUsage): LlmUsage {
+  return {
+    promptTokens: a.promptTokens + b.promptTokens,
+    completionTokens: a.completionTokens + b.completionTokens,
+    totalTokens: a.totalTokens + b.totalTokens,
+    totalDurationMs: a.totalDurationMs + b.totalDurationMs,
+    loadDurationMs: a.loadDurationMs + b.loadDurationMs,
+    promptEvalDurationMs: a.promptEvalDurationMs + b.promptEvalDurationMs,
+    evalDurationMs: a.evalDurationMs + b.evalDurationMs,
+  };
+}
+
+/** Search attributes registered on the Temporal namespace (temporal-config/search-attributes.json). */
+export const SearchAttribute = {
+  Kind: 'AinodeKind',
+  ModelId: 'ModelId',
+  FunctionId: 'FunctionId',
+  ChatId: 'ChatId',
+  TenantId: 'TenantId',
+  WaitingForInput: 'WaitingForInput',
+} as const;
+
+export type AinodeKind = 'prompt' | 'job' | 'design' | 'chat';

@@ -1,0 +1,12 @@
+// Three layers (DESIGN.md): unit (pure logic, MockActivityEnvironment), integration (real Temporal dev
+// server, emulator, Docker, Ollama), e2e (the whole stack through HTTP). `npm test` (scripts/test.ts) starts
+// the shared services first and passes their addresses in the environment.
+const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } } }] };
+const common = { transform, testEnvironment: 'node', moduleFileExtensions: ['ts', 'js', 'json'] };
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'], slowTestThreshold: 60 },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'], slowTestThreshold: 120 },
+  ],
+};

@@ -1,0 +1,27 @@
+/** Where scripts/setup found or built each tool (.ainode/toolchain.json). */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface Toolchain {
+  cache: string;
+  temporal: string;
+  ollama: string;
+  motoServer: string;
+  ollamaModels: string;
+  defaultModel: string;
+  runtimeImage: string;
+  terraform: string;
+  ggufDir: string;
+}
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const STATE_DIR = path.join(ROOT, '.ainode');
+
+export function readToolchain(): Toolchain {
+  const file = path.join(STATE_DIR, 'toolchain.json');
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Toolchain;
+  } catch {
+    throw new Error(`${file} is missing: run \`npm run setup\` (or \`npm start\` / \`npm test\`, which run it).`);
+  }
+}

@@ -1,0 +1,1 @@
+/** The worker's workflowsPath: every workflow, one file each. */
