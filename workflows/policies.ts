@@ -1,0 +1,53 @@
+/**
+ * Named activity policies: one per profile, each timeout with a one-line why. Workflows proxy activities
+ * through these so no number is inlined at call sites.
+ */
+import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
+import { llmQueue } from '../common/task-queues';
+import type { LlmActivities } from '../activities/llm/types';
+
+/** One LLM call: a small model answers in seconds, but a cold load or a long generation can take minutes. */
+export const LLM_CALL: ActivityOptions = {
+  startToCloseTimeout: '10 minutes',
+  // Waiting for a free GPU slot is normal: Temporal queues the task durably until a node polls it.
+  scheduleToCloseTimeout: '30 minutes',
+  // The activity heartbeats while tokens stream; a dead node is detected within this window.
+  heartbeatTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+  },
+};
+
+/** S3/DynamoDB and other light I/O: fast, and retried quickly. */
+export const STORAGE: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: {
+    initialInterval: '200 milliseconds',
+    maximumInterval: '10 seconds',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+  },
+};
+
+/** A job container: bounded by the job's own wall-clock limit plus the time to collect outputs. */
+export const CONTAINER_RUN: ActivityOptions = {
+  startToCloseTimeout: '70 minutes',
+  // Heartbeats carry progress; a dead executor is detected within this window and the run is retried.
+  heartbeatTimeout: '20 seconds',
+  retry: {
+    initialInterval: '2 seconds',
+    maximumInterval: '30 seconds',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+  },
+};
+
+/** The llm activities of `model`, pinned to the queue its nodes poll. */
+export function llmActivities(model: string, overrides: ActivityOptions = {}): LlmActivities {
+  return proxyActivities<LlmActivities>({ ...LLM_CALL, ...overrides, taskQueue: llmQueue(model) });
+}
