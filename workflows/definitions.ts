@@ -3,9 +3,77 @@
  * Sections are grouped per workflow.
  */
 import { defineQuery } from '@temporalio/workflow';
+import { defineSignal } from '@temporalio/workflow';
+import { defineUpdate } from '@temporalio/workflow';
+import type { LlmUsage } from '../common/types';
+import type { GraphSnapshot } from './graph/state-graph';
+import type { DesignAnswers, DesignAnswersAck, DesignFollowUp, DesignStatus } from './infra-design-types';
+import type { JobLiveStatus, LlmCallReply, LlmCallRequest } from '../activities/jobs/types';
 
 // ---------------------------------------------------------------- promptWorkflow
+/** Where a one-shot prompt stands; `nodeId`/`usage` once the model answered, `error` when it failed. */
 export interface PromptStatus {
   phase: 'running' | 'completed' | 'failed';
+  modelId: string;
+  nodeId?: string;
+  usage?: LlmUsage;
+  error?: string;
 }
 export const promptStatusQuery = defineQuery<PromptStatus>('promptStatus');
+
+// ---------------------------------------------------------------- chatWorkflow
+/** One customer or manager message, as the webhook delivers it to `chat-<channel>-<chatId>`. */
+export interface ChatInboundMessage {
+  /** The channel's message id: the dedup key (a redelivered webhook carries the same id). */
+  id: string;
+  text: string;
+  personType: 'user' | 'manager';
+  /** When the channel says it was written (ms since epoch). */
+  createdAt: number;
+}
+/** Where a chat stands: what the API's `GET /chats/:chatId` falls back to before the first turn is stored. */
+export interface ChatStatus {
+  channel: string;
+  chatId: string;
+  /** Answered batches over the whole conversation (across continue-as-new). */
+  turns: number;
+  /** Messages waiting for the next answer (debouncing, or arrived while answering). */
+  pending: number;
+  paused: boolean;
+  pausedUntil?: number;
+  lastAgent?: string;
+  phase: 'idle' | 'debouncing' | 'answering' | 'paused';
+}
+/** A message from the channel (customer or manager); redeliveries are ignored by id. */
+export const chatMessageSignal = defineSignal<[ChatInboundMessage]>('chatMessage');
+/** Ends a manager's pause: the bot answers again from the next customer message. */
+export const chatResumeSignal = defineSignal('chatResume');
+export const chatStatusQuery = defineQuery<ChatStatus>('chatStatus');
+
+// ---------------------------------------------------------------- graph engine (workflows/graph)
+/** Current node(s), state and steps of the graph a workflow runs (registered by `compile()`). */
+export const graphStateQuery = defineQuery<GraphSnapshot<unknown>>('graphState');
+/** Generic human input for a graph's pending `interrupt` (fire-and-forget). */
+export const graphResumeSignal = defineSignal<[unknown]>('graphResume');
+/** The same, acknowledged: rejected when the graph is not waiting; returns the node that was waiting. */
+export const graphResumeUpdate = defineUpdate<{ node: string }, [unknown]>('graphResume');
+
+// ---------------------------------------------------------------- infraDesignWorkflow / infraDesignV1Workflow
+/** Phase, node, pending questions, plan, files, validation and usage of a design. */
+export const designStatusQuery = defineQuery<DesignStatus>('designStatus');
+/** Answers to the pending questions, fire-and-forget (unknown question ids are ignored). */
+export const designAnswersSignal = defineSignal<[DesignAnswers]>('designAnswers');
+/** Answers, validated and acknowledged synchronously: rejected when the design does not wait or an id is unknown. */
+export const submitDesignAnswersUpdate = defineUpdate<DesignAnswersAck, [DesignAnswers]>('submitDesignAnswers');
+/** A follow-up change: revises the design from `gather` (queued while a revision runs). */
+export const designMessageSignal = defineSignal<[DesignFollowUp]>('designMessage');
+
+// ---------------------------------------------------------------- jobWorkflow
+/** Live phase and metered usage of a job (the API's `GET /jobs/:id` while it runs). */
+export const jobStatusQuery = defineQuery<JobLiveStatus>('jobStatus');
+/**
+ * One LLM call from the job's user code, sent by the executor's AI gateway. The handler runs the llm
+ * activity on the model's queue and meters Ollama's own token counts; the SDK's call id is the update id,
+ * so a retried call is answered once and metered once.
+ */
+export const llmCallUpdate = defineUpdate<LlmCallReply, [LlmCallRequest]>('llmCall');

@@ -2,9 +2,9 @@
  * The model catalog (`GET /models`): the union of every node's `/api/tags`, each node asked with a short
  * timeout, merged per model with live pollers on its pinned queue (DescribeTaskQueue) and loaded state
  * (`/api/ps`). A dead or slow node is reported unavailable; `get()` never waits much past the node timeout.
- * OWNER: API helper (implementation pending).
  */
 import type { Client } from '@temporalio/client';
+import { llmQueue, normalizeModel } from '../../common/task-queues';
 
 export interface CatalogNode {
   id: string;
@@ -46,8 +46,150 @@ export interface CatalogDeps {
   /** For poller counts; optional so the catalog works without Temporal. */
   temporal?: Client;
   namespace?: string;
+  /** How long one answer is reused, to absorb bursts (e.g. every POST /prompts checks the model). Default 1000. */
+  cacheMs?: number;
 }
 
-export function createCatalog(_deps: CatalogDeps): ModelCatalog {
-  throw new Error('createCatalog: not implemented yet');
+/** Budget for the poller lookups after the nodes answered, so `get()` stays within nodeTimeoutMs + this. */
+const POLLERS_TIMEOUT_MS = 500;
+// Proto enum values (temporal.api.enums.v1): TASK_QUEUE_KIND_NORMAL, TASK_QUEUE_TYPE_ACTIVITY.
+const TASK_QUEUE_KIND_NORMAL = 1;
+const TASK_QUEUE_TYPE_ACTIVITY = 2;
+
+interface OllamaModelList {
+  models?: { name?: string; model?: string }[];
+}
+
+/** A node's models from its `/api/tags` or `/api/ps`, normalised (`gemma3` → `gemma3:latest`). */
+function modelNames(body: OllamaModelList): string[] {
+  const names = (body.models ?? []).map((m) => m.name ?? m.model).filter((n): n is string => Boolean(n));
+  return [...new Set(names.map(normalizeModel))].sort();
+}
+
+async function getJson(url: string, signal: AbortSignal): Promise<OllamaModelList> {
+  const res = await fetch(url, { signal, headers: { accept: 'application/json' } });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`${new URL(url).pathname} answered HTTP ${res.status}`);
+  }
+  return (await res.json()) as OllamaModelList;
+}
+
+/** A short, useful reason: "timed out after 2000 ms", "connect ECONNREFUSED 127.0.0.1:1", ... */
+function reason(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; message?: string; cause?: { message?: string } };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
+  return e?.cause?.message ?? e?.message ?? String(err);
+}
+
+async function askNode(node: { id: string; url: string }, timeoutMs: number): Promise<CatalogNode> {
+  const t0 = performance.now();
+  const signal = AbortSignal.timeout(timeoutMs);
+  // `/api/ps` is optional (older nodes): only `/api/tags` decides availability.
+  const [tags, ps] = await Promise.allSettled([
+    getJson(`${node.url}/api/tags`, signal),
+    getJson(`${node.url}/api/ps`, signal),
+  ]);
+  const latencyMs = Math.round(performance.now() - t0);
+  if (tags.status === 'rejected') {
+    return { ...node, available: false, error: reason(tags.reason, timeoutMs), latencyMs, models: [], loaded: [] };
+  }
+  return {
+    ...node,
+    available: true,
+    latencyMs,
+    models: modelNames(tags.value),
+    loaded: ps.status === 'fulfilled' ? modelNames(ps.value) : [],
+  };
+}
+
+/** Live pollers per queue; a queue whose lookup failed or timed out is absent from the map. */
+async function pollerCounts(temporal: Client, namespace: string, queues: string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const deadline = Date.now() + POLLERS_TIMEOUT_MS;
+  const lookups = queues.map(async (name) => {
+    const res = await temporal.connection.withDeadline(deadline, () =>
+      temporal.workflowService.describeTaskQueue({
+        namespace,
+        taskQueue: { name, kind: TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: TASK_QUEUE_TYPE_ACTIVITY,
+      }),
+    );
+    counts.set(name, res.pollers?.length ?? 0);
+  });
+  // The gRPC deadline should end each call; the timer is a second guard so get() can never hang here.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(lookups),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, POLLERS_TIMEOUT_MS + 50))),
+  ]);
+  clearTimeout(timer);
+  return counts;
+}
+
+/** Merges node answers into one entry per model, sorted by name. */
+export function mergeNodes(nodes: CatalogNode[], pollers?: Map<string, number>): CatalogModel[] {
+  const byModel = new Map<string, CatalogModel>();
+  for (const node of nodes) {
+    for (const name of node.models) {
+      const queue = llmQueue(name);
+      const entry = byModel.get(name) ?? {
+        name,
+        queue,
+        nodes: [],
+        loaded: false,
+        available: false,
+        ...(pollers?.has(queue) ? { pollers: pollers.get(queue) } : {}),
+      };
+      const loaded = node.loaded.includes(name);
+      entry.nodes.push({ id: node.id, available: node.available, loaded });
+      entry.available ||= node.available;
+      entry.loaded ||= node.available && loaded;
+      byModel.set(name, entry);
+    }
+  }
+  return [...byModel.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function createCatalog(deps: CatalogDeps): ModelCatalog {
+  const cacheMs = deps.cacheMs ?? 1000;
+  const namespace = deps.namespace ?? 'default';
+  let cached: { settledAt?: number; value: Promise<Catalog> } | undefined;
+
+  async function build(): Promise<Catalog> {
+    const nodes = await Promise.all(deps.nodes.map((n) => askNode(n, deps.nodeTimeoutMs)));
+    let models = mergeNodes(nodes);
+    if (deps.temporal && models.length > 0) {
+      const counts = await pollerCounts(
+        deps.temporal,
+        namespace,
+        models.map((m) => m.queue),
+      );
+      models = mergeNodes(nodes, counts);
+    }
+    return { models, nodes, generatedAt: new Date().toISOString() };
+  }
+
+  function get(): Promise<Catalog> {
+    // Concurrent callers share one in-flight build; a finished one is reused for cacheMs.
+    if (cached && (cached.settledAt === undefined || Date.now() - cached.settledAt < cacheMs)) return cached.value;
+    const entry: { settledAt?: number; value: Promise<Catalog> } = { value: build() };
+    cached = entry;
+    entry.value.then(
+      () => (entry.settledAt = Date.now()),
+      () => {
+        if (cached === entry) cached = undefined;
+      },
+    );
+    return entry.value;
+  }
+
+  return {
+    get,
+    async hasModel(model) {
+      const name = normalizeModel(model);
+      const catalog = await get();
+      return catalog.models.some((m) => m.name === name && m.available);
+    },
+  };
 }

@@ -27,7 +27,13 @@ export interface FakeOllama {
 
 const words = (s: string) => Math.max(1, s.split(/\s+/).filter(Boolean).length);
 
-export async function startFakeOllama(opts: { models: string[]; script: FakeScript; delayMs?: number }): Promise<FakeOllama> {
+export async function startFakeOllama(opts: {
+  models: string[];
+  script: FakeScript;
+  delayMs?: number;
+  /** A fixed port (e.g. to bring a "node" up late at an address a client already uses); default: any free one. */
+  port?: number;
+}): Promise<FakeOllama> {
   let script = opts.script;
   const requests: FakeRequest[] = [];
   const server = http.createServer((req, res) => {
@@ -96,7 +102,7 @@ export async function startFakeOllama(opts: { models: string[]; script: FakeScri
       })();
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(opts.port ?? 0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,

@@ -1,0 +1,86 @@
+/**
+ * The channel adapter: a reply goes to CHANNEL_CALLBACK_URL as the same message payload the webhook
+ * receives, signed with the webhook secret; without a callback it stays in the local outbox. Either way
+ * it is recorded in DynamoDB, keyed by turn, so a Temporal retry overwrites instead of duplicating.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorType } from '../../common/errors';
+import type { Storage } from '../storage/clients';
+import { writeOutboxMessage } from '../chat/state';
+import { SIGNATURE_HEADER, signBody } from './signature';
+import type { ChannelActivities, DeliverReplyInput, DeliverReplyResult } from './types';
+
+export type { ChannelActivities } from './types';
+
+export interface ChannelActivityDeps {
+  storage: Storage;
+  /** Where replies are posted; undefined = local outbox only. */
+  callbackUrl?: string;
+  secret: string;
+  /** Per attempt; Temporal retries a timed-out post. */
+  callbackTimeoutMs?: number;
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+/** Header carrying the reply id, so the channel can drop a retried post it already accepted. */
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+
+export function createChannelActivities(deps: ChannelActivityDeps): ChannelActivities {
+  const doFetch = deps.fetch ?? fetch;
+  const now = deps.now ?? Date.now;
+
+  async function post(input: DeliverReplyInput, createdAt: number): Promise<void> {
+    const body = JSON.stringify({
+      type: 'message',
+      entity: {
+        id: input.replyId,
+        chatId: input.chatId,
+        plainText: input.text,
+        personType: 'bot',
+        createdAt,
+        inReplyTo: input.inReplyTo,
+      },
+    });
+    let res: Response;
+    try {
+      res = await doFetch(deps.callbackUrl!, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          [SIGNATURE_HEADER]: signBody(deps.secret, body),
+          [IDEMPOTENCY_HEADER]: input.replyId,
+        },
+        body,
+        signal: AbortSignal.timeout(deps.callbackTimeoutMs ?? 10_000),
+      });
+    } catch (err) {
+      // Network errors and timeouts are transient: a plain error lets Temporal retry.
+      throw new Error(`channel callback unreachable: ${(err as Error).message}`);
+    }
+    await res.body?.cancel().catch(() => undefined);
+    if (res.ok) return;
+    const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
+    const message = `channel callback answered ${res.status}`;
+    if (retryable) throw new Error(message);
+    throw ApplicationFailure.create({ type: ErrorType.InvalidRequest, nonRetryable: true, message });
+  }
+
+  return {
+    async deliverChatReply(input: DeliverReplyInput): Promise<DeliverReplyResult> {
+      const createdAt = now();
+      const via = deps.callbackUrl ? 'callback' : 'outbox';
+      if (deps.callbackUrl) await post(input, createdAt);
+      await writeOutboxMessage(deps.storage, input.channel, input.chatId, {
+        id: input.replyId,
+        turn: input.turn,
+        text: input.text,
+        agent: input.agent,
+        inReplyTo: input.inReplyTo,
+        via,
+        createdAt,
+      });
+      return { via, deliveredAt: createdAt };
+    },
+  };
+}

@@ -1,0 +1,81 @@
+/** The chat activity contract: what chatWorkflow proxies on the orchestrator queue (imported as types only). */
+import type { ChatMessage } from '../../common/types';
+
+export type ChatAgent = 'product' | 'delivery' | 'general';
+export const CHAT_AGENTS: readonly ChatAgent[] = ['product', 'delivery', 'general'];
+
+/** One line of the conversation as the chat keeps it (customer, human manager or the bot). */
+export interface ChatLine {
+  role: 'customer' | 'manager' | 'bot';
+  text: string;
+  /** Workflow time when it was recorded (ms since epoch). */
+  at: number;
+  /** The channel's message id (customer/manager) or the reply id (bot). */
+  id?: string;
+  /** Which agent wrote a bot line. */
+  agent?: ChatAgent;
+  /** A customer line that arrived while a manager had the chat: recorded, never answered by the bot. */
+  held?: boolean;
+}
+
+/** Chat state, written to DynamoDB (table `chats`) each turn and carried through continue-as-new. */
+export interface ChatState {
+  channel: string;
+  chatId: string;
+  workflowId: string;
+  /** Answered batches over the whole conversation; also numbers the replies. */
+  turns: number;
+  /** The most recent lines (bounded); older ones are folded into `summary`. */
+  messages: ChatLine[];
+  /** Running summary of the lines that no longer fit in `messages`. */
+  summary: string;
+  lastAgent?: ChatAgent;
+  paused: boolean;
+  pausedUntil?: number;
+  /** Recent channel message ids (bounded), so a redelivery after continue-as-new or a restart is still ignored. */
+  seenIds: string[];
+  updatedAt: number;
+}
+
+/** A product as the ontology states it; the only source of prices the product agent may use. */
+export interface ProductFact {
+  id: string;
+  name: string;
+  sku?: string;
+  description?: string;
+  /** The literal from the ontology, e.g. "39.90". */
+  price?: string;
+  currency?: string;
+  /** schema.org availability local name: InStock, OutOfStock, PreOrder, ... */
+  availability?: string;
+  inventory?: number;
+  options: { name: string; values: string[] }[];
+}
+
+export interface BuildAgentPromptInput {
+  agent: ChatAgent;
+  /** S3 prefix of the shop's data (`<prefix>ontology.ttl`, `<prefix>delivery-policy.md`). */
+  shopPrefix: string;
+  summary: string;
+  /** Conversation before this batch (most recent last). */
+  history: ChatLine[];
+  /** The customer's messages being answered now. */
+  batch: string[];
+}
+
+export interface AgentPrompt {
+  /** Ready for llmChat: system prompt with the facts, then history, then the batch. */
+  messages: ChatMessage[];
+  /** Products whose facts went into the prompt (product agent); the workflow grounds the reply on them. */
+  products: ProductFact[];
+  /** S3 key the facts came from, when any. */
+  source?: string;
+}
+
+export interface ChatActivities {
+  /** Builds the chosen agent's prompt with its facts (ontology or delivery policy from S3). */
+  buildAgentPrompt(input: BuildAgentPromptInput): Promise<AgentPrompt>;
+  /** The stored state of a chat, for a fresh run after the previous one closed. */
+  loadChatState(input: { channel: string; chatId: string }): Promise<ChatState | undefined>;
+  saveChatState(state: ChatState): Promise<void>;
+}

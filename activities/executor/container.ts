@@ -1,0 +1,227 @@
+/**
+ * One locked-down container run: no network, read-only root, tmpfs work dir, every capability dropped,
+ * no-new-privileges, a non-root user, pids/memory(=swap)/CPU limits and a bounded log driver. Output is
+ * demuxed from the attach stream with a cap per stream (overflow kills the container), a wall-clock timer
+ * kills it too, OOM comes from inspect, and the container is removed whatever happens.
+ */
+import { Writable } from 'node:stream';
+import type Docker from 'dockerode';
+
+export const LABEL_JOB = 'ainode.job';
+export const LABEL_EXECUTOR = 'ainode.executor';
+
+/** Mount points inside the container (fixed, so the SDK knows them). */
+export const CONTAINER_PATHS = {
+  sdk: '/opt/ainode',
+  job: '/job',
+  work: '/work',
+  out: '/out',
+  gatewayDir: '/run/ainode',
+  gatewaySocket: '/run/ainode/gateway.sock',
+} as const;
+
+export interface ContainerSpec {
+  image: string;
+  jobId: string;
+  executorId: string;
+  cmd: string[];
+  env: Record<string, string>;
+  /** Host directories bind-mounted into the container. */
+  mounts: { sdkDir: string; jobDir: string; outDir: string; gatewayDir: string };
+  user: string;
+  memoryMb: number;
+  cpus: number;
+  pidsLimit: number;
+  timeoutMs: number;
+  outputLimitBytes: number;
+  /** Size of the tmpfs work dir (counts against the memory limit). */
+  workDirMb?: number;
+}
+
+export interface RunOutcome {
+  containerId: string;
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  oomKilled: boolean;
+  killedBy?: 'timeout' | 'output_limit' | 'cancel';
+  durationMs: number;
+}
+
+export interface RunHooks {
+  /** Aborting kills the container (activity cancellation). */
+  signal?: AbortSignal;
+  /** Called with live byte counts while the container runs. */
+  onProgress?: (p: { elapsedMs: number; stdoutBytes: number; stderrBytes: number }) => void;
+  progressIntervalMs?: number;
+}
+
+/** Collects at most `limit` bytes; past it records truncation and calls `onOverflow` once. */
+class CappedSink extends Writable {
+  private chunks: Buffer[] = [];
+  bytes = 0;
+  kept = 0;
+  truncated = false;
+  constructor(
+    private readonly limit: number,
+    private readonly onOverflow: () => void,
+  ) {
+    super();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void) {
+    this.bytes += chunk.length;
+    const room = this.limit - this.kept;
+    if (room > 0) {
+      const piece = chunk.length <= room ? chunk : chunk.subarray(0, room);
+      this.chunks.push(piece);
+      this.kept += piece.length;
+    }
+    if (this.bytes > this.limit && !this.truncated) {
+      this.truncated = true;
+      this.onOverflow();
+    }
+    cb();
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+export function containerCreateOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
+  const memory = spec.memoryMb * 1_048_576;
+  return {
+    Image: spec.image,
+    Cmd: spec.cmd,
+    User: spec.user,
+    WorkingDir: CONTAINER_PATHS.work,
+    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Labels: { [LABEL_JOB]: spec.jobId, [LABEL_EXECUTOR]: spec.executorId },
+    NetworkDisabled: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    OpenStdin: false,
+    HostConfig: {
+      NetworkMode: 'none',
+      ReadonlyRootfs: true,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      PidsLimit: spec.pidsLimit,
+      Memory: memory,
+      // Equal to Memory: no swap, so a memory hog hits the OOM killer instead of thrashing.
+      MemorySwap: memory,
+      NanoCpus: Math.round(spec.cpus * 1e9),
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
+      Tmpfs: {
+        [CONTAINER_PATHS.work]: `rw,nosuid,nodev,size=${spec.workDirMb ?? 64}m,uid=10001,gid=10001,mode=0700`,
+        '/tmp': 'rw,nosuid,nodev,noexec,size=16m,mode=1777',
+      },
+      Binds: [
+        `${spec.mounts.sdkDir}:${CONTAINER_PATHS.sdk}:ro`,
+        `${spec.mounts.jobDir}:${CONTAINER_PATHS.job}:ro`,
+        `${spec.mounts.outDir}:${CONTAINER_PATHS.out}:rw`,
+        `${spec.mounts.gatewayDir}:${CONTAINER_PATHS.gatewayDir}:rw`,
+      ],
+      AutoRemove: false,
+    },
+  };
+}
+
+async function removeQuietly(container: Docker.Container): Promise<void> {
+  try {
+    await container.remove({ force: true, v: true });
+  } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode;
+    // 404: already gone; 409: removal already in progress.
+    if (status !== 404 && status !== 409) throw err;
+  }
+}
+
+/** Runs the container to completion (or kill) and always removes it. */
+export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: RunHooks = {}): Promise<RunOutcome> {
+  const container = await docker.createContainer(containerCreateOptions(spec));
+  let killedBy: RunOutcome['killedBy'];
+  let killing: Promise<void> | undefined;
+  const kill = (why: NonNullable<RunOutcome['killedBy']>) => {
+    if (killedBy) return;
+    killedBy = why;
+    killing = container.kill({ signal: 'SIGKILL' }).then(
+      () => undefined,
+      () => undefined, // already exited
+    );
+  };
+  const out = new CappedSink(spec.outputLimitBytes, () => kill('output_limit'));
+  const err = new CappedSink(spec.outputLimitBytes, () => kill('output_limit'));
+  let timer: NodeJS.Timeout | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  const onAbort = () => kill('cancel');
+  const started = Date.now();
+  try {
+    // Attach before start so not a byte of output is missed.
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true, logs: false });
+    const streamEnded = new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+    });
+    docker.modem.demuxStream(stream, out, err);
+    if (hooks.signal?.aborted) throw new Error('cancelled before start');
+    hooks.signal?.addEventListener('abort', onAbort, { once: true });
+    await container.start();
+    timer = setTimeout(() => kill('timeout'), spec.timeoutMs);
+    if (hooks.onProgress) {
+      const progress = hooks.onProgress;
+      ticker = setInterval(
+        () => progress({ elapsedMs: Date.now() - started, stdoutBytes: out.bytes, stderrBytes: err.bytes }),
+        hooks.progressIntervalMs ?? 2000,
+      );
+    }
+    const waited = (await container.wait()) as { StatusCode?: number };
+    const durationMs = Date.now() - started;
+    clearTimeout(timer);
+    await killing;
+    // The attach stream ends right after the process; a short grace keeps a wedged stream from hanging us.
+    await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]);
+    const info = await container.inspect();
+    return {
+      containerId: container.id,
+      exitCode: info.State.ExitCode ?? waited.StatusCode ?? null,
+      stdout: out.text(),
+      stderr: err.text(),
+      stdoutTruncated: out.truncated,
+      stderrTruncated: err.truncated,
+      oomKilled: Boolean(info.State.OOMKilled),
+      killedBy,
+      durationMs,
+    };
+  } finally {
+    clearTimeout(timer);
+    clearInterval(ticker);
+    hooks.signal?.removeEventListener('abort', onAbort);
+    await removeQuietly(container);
+  }
+}
+
+/**
+ * Removes containers left by a previous life of this executor (it died mid-job, so nobody will collect
+ * them). Returns the ids removed.
+ */
+export async function removeOrphans(docker: Docker, executorId: string): Promise<string[]> {
+  const list = await docker.listContainers({
+    all: true,
+    filters: JSON.stringify({ label: [`${LABEL_EXECUTOR}=${executorId}`] }),
+  });
+  await Promise.all(list.map((c) => removeQuietly(docker.getContainer(c.Id))));
+  return list.map((c) => c.Id);
+}
+
+/** Containers of one job still present (tests and diagnostics). */
+export async function containersOfJob(docker: Docker, jobId: string): Promise<string[]> {
+  const list = await docker.listContainers({
+    all: true,
+    filters: JSON.stringify({ label: [`${LABEL_JOB}=${jobId}`] }),
+  });
+  return list.map((c) => c.Id);
+}

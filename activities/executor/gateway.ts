@@ -1,0 +1,176 @@
+/**
+ * The AI gateway: the job container's only way out. It is an HTTP server on a per-job Unix socket, because
+ * the container has no network at all and a socket file bind-mounted into it reaches exactly this process
+ * and nothing else. Each request is authenticated by the job's token and becomes Workflow Update `llmCall`
+ * on the job's workflow, so every LLM call is durable, visible in the job's history, and metered there.
+ */
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import { z } from 'zod';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { ChatMessageSchema, LlmOptionsSchema } from '../../common/types';
+import { ErrorType } from '../../common/errors';
+import { llmCallUpdate } from '../../workflows/definitions';
+import type { LlmCallReply, LlmCallRequest } from '../jobs/types';
+
+const MAX_BODY_BYTES = 1_048_576;
+/** In-flight calls per job: user code cannot flood Temporal with unbounded concurrent updates. */
+const MAX_CONCURRENT_CALLS = 64;
+
+const FormatSchema = z.union([z.literal('json'), z.record(z.string(), z.unknown())]);
+const common = {
+  model: z.string().min(1).max(200).optional(),
+  options: LlmOptionsSchema.optional(),
+  format: FormatSchema.optional(),
+};
+const GenerateSchema = z
+  .object({ prompt: z.string().max(200_000), system: z.string().max(200_000).optional(), ...common })
+  .strict();
+const ChatSchema = z.object({ messages: z.array(ChatMessageSchema).min(1).max(500), ...common }).strict();
+const CallIdSchema = z.string().regex(/^[\w-]{8,80}$/);
+
+export interface GatewayOptions {
+  client: Client;
+  workflowId: string;
+  socketPath: string;
+  token: string;
+  /** Called after each call (success or error), e.g. to heartbeat. */
+  onCall?: (e: { ok: boolean; model?: string; code?: string }) => void;
+}
+
+export interface Gateway {
+  socketPath: string;
+  close(): Promise<void>;
+}
+
+class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Maps a failed update to what the SDK sees: limits and unknown models are the caller's problem (4xx). */
+export function gatewayErrorOf(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const cause = err instanceof WorkflowUpdateFailedError ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    switch (cause.type) {
+      case ErrorType.LimitExceeded:
+        return new GatewayError(429, 'limit_exceeded', cause.message);
+      case ErrorType.ModelNotFound:
+        return new GatewayError(400, 'model_not_found', cause.message);
+      case ErrorType.InvalidRequest:
+        return new GatewayError(400, 'invalid_request', cause.message);
+      default:
+        return new GatewayError(502, 'llm_failed', cause.message);
+    }
+  }
+  const name = (err as { name?: string }).name;
+  if (name === 'WorkflowNotFoundError') return new GatewayError(410, 'job_finished', 'the job is no longer running');
+  return new GatewayError(502, 'llm_failed', (err as Error).message ?? String(err));
+}
+
+function readBody(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new GatewayError(413, 'payload_too_large', `request body over ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => {
+      try {
+        resolve(chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {});
+      } catch {
+        reject(new GatewayError(400, 'invalid_json', 'request body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/** Starts the gateway on `socketPath` (replacing a stale socket file) and makes the socket usable by the container user. */
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  let inFlight = 0;
+  const handle = opts.client.workflow.getHandle(opts.workflowId);
+  const server = http.createServer((req, res) => {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    void (async () => {
+      let model: string | undefined;
+      try {
+        if (req.method === 'GET' && req.url === '/v1/health') return send(200, { ok: true });
+        if (!tokenMatches(req.headers.authorization, opts.token)) {
+          throw new GatewayError(401, 'unauthorized', 'missing or wrong job token');
+        }
+        if (req.method !== 'POST' || (req.url !== '/v1/generate' && req.url !== '/v1/chat')) {
+          throw new GatewayError(404, 'not_found', `no route ${req.method} ${req.url}`);
+        }
+        const body = await readBody(req);
+        let call: LlmCallRequest;
+        if (req.url === '/v1/generate') {
+          const p = GenerateSchema.safeParse(body);
+          if (!p.success) throw new GatewayError(400, 'invalid_request', z.prettifyError(p.error));
+          call = { kind: 'generate', ...p.data };
+        } else {
+          const p = ChatSchema.safeParse(body);
+          if (!p.success) throw new GatewayError(400, 'invalid_request', z.prettifyError(p.error));
+          call = { kind: 'chat', ...p.data };
+        }
+        model = call.model;
+        const rawId = req.headers['x-ainode-call-id'];
+        const callId = CallIdSchema.safeParse(rawId).success ? String(rawId) : randomUUID();
+        if (inFlight >= MAX_CONCURRENT_CALLS) {
+          throw new GatewayError(429, 'too_many_concurrent_calls', `at most ${MAX_CONCURRENT_CALLS} calls at once`);
+        }
+        inFlight++;
+        try {
+          const reply: LlmCallReply = await handle.executeUpdate(llmCallUpdate, {
+            args: [call],
+            updateId: `llm-${callId}`,
+          });
+          send(200, reply);
+          opts.onCall?.({ ok: true, model: reply.model });
+        } finally {
+          inFlight--;
+        }
+      } catch (err) {
+        const g = gatewayErrorOf(err);
+        send(g.status, { error: { code: g.code, message: g.message } });
+        opts.onCall?.({ ok: false, model, code: g.code });
+      }
+    })();
+  });
+  await fs.rm(opts.socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.socketPath, () => resolve());
+  });
+  // The container runs as another uid; the token, not file permissions, is what authenticates.
+  await fs.chmod(opts.socketPath, 0o666);
+  return {
+    socketPath: opts.socketPath,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,216 @@
+/**
+ * `runJobContainer`, the executor's one activity (queue `ainode-executor`): download the package, extract
+ * it safely, start the AI gateway, run the locked-down container, collect `/out` to S3, clean up.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import type { Client } from '@temporalio/client';
+import type Docker from 'dockerode';
+import { ErrorType } from '../../common/errors';
+import type { Logger } from '../../common/logger';
+import type { Storage } from '../storage/clients';
+import { INLINE_LOG_BYTES, type ContainerResult, type OutputFile, type RunContainerInput } from '../jobs/types';
+import { CONTAINER_PATHS, removeOrphans, runContainer } from './container';
+import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, extractZip, type ArchiveLimits } from './extract';
+import { startGateway } from './gateway';
+
+/** The SDK shipped with this checkout; bind-mounted read-only at /opt/ainode. */
+export const SDK_DIR = path.resolve(__dirname, '../../sdk/python');
+const OUTPUT_MAX_FILES = 100;
+const OUTPUT_MAX_BYTES = 100 * 1_048_576;
+
+export interface ExecutorDeps {
+  docker: Docker;
+  storage: Storage;
+  /** To send SDK calls as Workflow Updates. */
+  client: Client;
+  /** Stable per Docker host: containers are labelled with it, and orphans of a previous life removed. */
+  executorId: string;
+  image: string;
+  /** Host directory for per-job work dirs (code, input, /out). */
+  workRoot: string;
+  /** Host directory for per-job gateway sockets. */
+  socketDir: string;
+  sdkDir?: string;
+  archiveLimits?: ArchiveLimits;
+  logger?: Logger;
+}
+
+async function isRoot(): Promise<boolean> {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** Uploads every regular file under `dir` (never following links the script may have planted). */
+async function collectOutputs(storage: Storage, dir: string, prefix: string): Promise<OutputFile[]> {
+  const files: OutputFile[] = [];
+  let total = 0;
+  const walk = async (rel: string): Promise<void> => {
+    const entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true });
+    for (const e of entries) {
+      const name = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(name);
+      else if (e.isFile()) {
+        if (files.length >= OUTPUT_MAX_FILES) throw new Error(`more than ${OUTPUT_MAX_FILES} files in /out`);
+        // O_NOFOLLOW: a file swapped for a symlink after readdir still cannot make us read the host.
+        const fh = await fs.open(path.join(dir, name), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+        try {
+          const stat = await fh.stat();
+          if (!stat.isFile()) continue;
+          total += stat.size;
+          if (total > OUTPUT_MAX_BYTES) throw new Error(`/out holds more than ${OUTPUT_MAX_BYTES} bytes`);
+          const body = await fh.readFile();
+          const key = `${prefix}${name}`;
+          await storage.putObject(key, body);
+          files.push({ name, key, size: stat.size });
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+  };
+  await walk('');
+  return files;
+}
+
+export function createExecutorActivities(deps: ExecutorDeps) {
+  const sdkDir = deps.sdkDir ?? SDK_DIR;
+  return {
+    /**
+     * Runs one job's script in a fresh container and returns its result. Cancelling the activity kills the
+     * container; a non-zero exit is a result, not an error (the workflow decides the job's status).
+     */
+    async runJobContainer(input: RunContainerInput): Promise<ContainerResult> {
+      const ctx = Context.current();
+      const attempt = ctx.info.attempt;
+      const name = `${input.jobId}.${attempt}`;
+      const jobRoot = path.join(deps.workRoot, name);
+      const jobDir = path.join(jobRoot, 'in');
+      const outDir = path.join(jobRoot, 'out');
+      const gatewayDir = path.join(deps.socketDir, name);
+      ctx.heartbeat({ phase: 'preparing', attempt });
+      await fs.rm(jobRoot, { recursive: true, force: true });
+      await fs.mkdir(jobDir, { recursive: true, mode: 0o755 });
+      await fs.mkdir(outDir, { recursive: true, mode: 0o755 });
+      await fs.mkdir(gatewayDir, { recursive: true, mode: 0o755 });
+      // The container user (10001) must be able to write /out.
+      if (await isRoot()) await fs.chown(outDir, 10001, 10001);
+      else await fs.chmod(outDir, 0o777);
+      let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+      try {
+        const pkg = await deps.storage.getObjectBytes(input.packageKey);
+        if (!pkg) {
+          throw ApplicationFailure.create({
+            type: ErrorType.NotFound,
+            nonRetryable: true,
+            message: `code package ${input.packageKey} not found`,
+          });
+        }
+        try {
+          await extractZip(Buffer.from(pkg), path.join(jobDir, 'code'), deps.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS);
+        } catch (err) {
+          if (err instanceof ArchiveError) {
+            throw ApplicationFailure.create({
+              type: ErrorType.InvalidRequest,
+              nonRetryable: true,
+              message: err.message,
+            });
+          }
+          throw err;
+        }
+        const inputJson = (await deps.storage.getObjectBytes(input.inputKey)) ?? new TextEncoder().encode('null');
+        await fs.writeFile(path.join(jobDir, 'input.json'), inputJson, { mode: 0o644 });
+
+        const token = randomBytes(24).toString('hex');
+        let calls = 0;
+        gateway = await startGateway({
+          client: deps.client,
+          workflowId: input.workflowId,
+          socketPath: path.join(gatewayDir, 'gateway.sock'),
+          token,
+          onCall: () => calls++,
+        });
+        ctx.heartbeat({ phase: 'running', attempt });
+        const run = await runContainer(
+          deps.docker,
+          {
+            image: deps.image,
+            jobId: input.jobId,
+            executorId: deps.executorId,
+            cmd: ['python3', `${CONTAINER_PATHS.sdk}/_ainode_run.py`, input.entry],
+            env: {
+              AINODE_JOB_ID: input.jobId,
+              AINODE_JOB_TOKEN: token,
+              AINODE_GATEWAY_SOCKET: CONTAINER_PATHS.gatewaySocket,
+              AINODE_MODEL: input.modelId,
+              AINODE_WORK_DIR: CONTAINER_PATHS.work,
+              AINODE_OUT_DIR: CONTAINER_PATHS.out,
+              PYTHONPATH: CONTAINER_PATHS.sdk,
+              PYTHONUNBUFFERED: '1',
+              PYTHONDONTWRITEBYTECODE: '1',
+              HOME: CONTAINER_PATHS.work,
+            },
+            mounts: { sdkDir, jobDir, outDir, gatewayDir },
+            user: '10001:10001',
+            memoryMb: input.limits.memoryMb,
+            cpus: input.limits.cpus,
+            pidsLimit: input.limits.pidsLimit,
+            timeoutMs: input.limits.timeoutMs,
+            outputLimitBytes: input.limits.outputLimitBytes,
+          },
+          {
+            signal: ctx.cancellationSignal,
+            // Heartbeats carry progress, and are how a cancel reaches this activity.
+            onProgress: (p) => ctx.heartbeat({ phase: 'running', attempt, calls, ...p }),
+            progressIntervalMs: 1000,
+          },
+        );
+        if (run.killedBy === 'cancel') throw new CancelledFailure('job cancelled: container killed');
+        ctx.heartbeat({ phase: 'collecting', attempt });
+        const outputs = await collectOutputs(deps.storage, outDir, input.outputPrefix);
+        const logs = await Promise.all(
+          (['stdout', 'stderr'] as const).map(async (stream) => {
+            const text = run[stream];
+            if (Buffer.byteLength(text) <= INLINE_LOG_BYTES) return { text, key: undefined };
+            const key = `jobs/${input.jobId}/logs/${stream}.txt`;
+            await deps.storage.putObject(key, text, 'text/plain; charset=utf-8');
+            const head = Buffer.from(text).subarray(0, INLINE_LOG_BYTES).toString('utf8');
+            return { text: head, key };
+          }),
+        );
+        deps.logger?.info({ jobId: input.jobId, exitCode: run.exitCode, killedBy: run.killedBy }, 'job container done');
+        return {
+          exitCode: run.exitCode,
+          stdout: logs[0]!.text,
+          stderr: logs[1]!.text,
+          stdoutKey: logs[0]!.key,
+          stderrKey: logs[1]!.key,
+          stdoutTruncated: run.stdoutTruncated,
+          stderrTruncated: run.stderrTruncated,
+          timedOut: run.killedBy === 'timeout',
+          oomKilled: run.oomKilled,
+          killedBy: run.killedBy,
+          durationMs: run.durationMs,
+          outputs,
+        };
+      } finally {
+        await gateway?.close();
+        await fs.rm(jobRoot, { recursive: true, force: true }).catch(() => undefined);
+        await fs.rm(gatewayDir, { recursive: true, force: true }).catch(() => undefined);
+      }
+    },
+  };
+}
+
+export type ExecutorActivities = ReturnType<typeof createExecutorActivities>;
+
+/** At executor start: remove containers and work dirs a previous life of this executor left behind. */
+export async function cleanupExecutor(deps: Pick<ExecutorDeps, 'docker' | 'executorId' | 'workRoot' | 'socketDir'>) {
+  const removed = await removeOrphans(deps.docker, deps.executorId);
+  await fs.rm(deps.workRoot, { recursive: true, force: true }).catch(() => undefined);
+  await fs.mkdir(deps.workRoot, { recursive: true });
+  await fs.mkdir(deps.socketDir, { recursive: true });
+  return removed;
+}

@@ -1,0 +1,245 @@
+/**
+ * The llm activities (llmChat, llmGenerate, llmEmbed), run by the llm worker of a node on the model's pinned
+ * queue. Each call streams from Ollama so it can heartbeat while tokens arrive and stop the moment the
+ * activity is cancelled or runs past its time; usage comes from Ollama's own counts on the final chunk.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { AbortableAsyncIterator, ChatResponse, GenerateResponse, Ollama, Options } from 'ollama';
+import { ErrorType } from '../../common/errors';
+import type { LlmEmbedInput, LlmEmbedResult, LlmOptions, LlmResult, LlmUsage } from '../../common/types';
+import { withRequestSignal } from './client';
+import { toLlmFailure } from './errors';
+import type { LlmActivities } from './types';
+
+export type { LlmActivities } from './types';
+export { createOllamaClient, withRequestSignal } from './client';
+export { toLlmFailure, type LlmCallContext } from './errors';
+export {
+  createNodeActivities,
+  WARM_KEEP_ALIVE,
+  type NodeActivities,
+  type NodeActivityDeps,
+  type NodeHealth,
+} from './node';
+
+export interface LlmActivityDeps {
+  /** Client for this node; `createOllamaClient(url)` lets a cancel abort even before the first byte. */
+  ollama: Ollama;
+  /** Reported in every result, so callers (and tests) see which node answered. */
+  nodeId: string;
+  /** Sent as `options.num_ctx` on every call: one fixed context per model, so Ollama never reloads it. */
+  numCtx: number;
+  /** Wall-clock limit of one call; past it the request is aborted and the activity fails InferenceTimeout. */
+  callTimeoutMs: number;
+  /** Sent as `keep_alive` when set, so the model stays loaded between calls. */
+  keepAlive?: string | number;
+}
+
+/** Longest pause between heartbeats while waiting for a cold model load or the next token. */
+const MAX_HEARTBEAT_GAP_MS = 5_000;
+/** Chunk heartbeats are throttled: one per token would cost a payload conversion each. */
+const CHUNK_HEARTBEAT_EVERY_MS = 1_000;
+
+/** Progress carried in heartbeats (visible as heartbeat details in the Web UI). */
+export interface LlmProgress {
+  chunks: number;
+  chars: number;
+}
+
+const nsToMs = (ns: number | undefined) => Math.round((ns ?? 0) / 1_000) / 1_000;
+
+type FinalChunk = Pick<
+  GenerateResponse,
+  | 'model'
+  | 'done_reason'
+  | 'prompt_eval_count'
+  | 'eval_count'
+  | 'total_duration'
+  | 'load_duration'
+  | 'prompt_eval_duration'
+  | 'eval_duration'
+>;
+
+/** Ollama's counts and ns durations → our usage (ms). */
+export function usageFromOllama(final: Partial<FinalChunk>): LlmUsage {
+  const promptTokens = final.prompt_eval_count ?? 0;
+  const completionTokens = final.eval_count ?? 0;
+  return {
+    promptTokens,
+    completionTokens,
+    totalTokens: promptTokens + completionTokens,
+    totalDurationMs: nsToMs(final.total_duration),
+    loadDurationMs: nsToMs(final.load_duration),
+    promptEvalDurationMs: nsToMs(final.prompt_eval_duration),
+    evalDurationMs: nsToMs(final.eval_duration),
+  };
+}
+
+/** Heartbeats for one call: on chunks (throttled) and on a timer while nothing arrives. */
+function heartbeater(ctx: Context, progress: LlmProgress) {
+  let last = 0;
+  const beat = () => {
+    last = Date.now();
+    ctx.heartbeat({ ...progress });
+  };
+  const gap = Math.min(MAX_HEARTBEAT_GAP_MS, Math.max(200, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+  const timer = setInterval(() => {
+    if (Date.now() - last >= gap) beat();
+  }, gap);
+  return {
+    onChunk: () => {
+      if (Date.now() - last >= CHUNK_HEARTBEAT_EVERY_MS) beat();
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+/** Settles with `work`, or rejects as soon as `signal` aborts (work is told through the same signal). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * Runs one Ollama call in the activity: joins cancellation and the call timeout into one signal, heartbeats,
+ * and turns every failure into a typed one (a cancellation is rethrown as is, so Temporal records a cancel).
+ */
+async function guardedCall<T>(
+  deps: LlmActivityDeps,
+  model: string,
+  work: (signal: AbortSignal, onChunk: () => void, progress: LlmProgress) => Promise<T>,
+): Promise<T> {
+  const ctx = Context.current();
+  const timeout = AbortSignal.timeout(deps.callTimeoutMs);
+  const signal = AbortSignal.any([ctx.cancellationSignal, timeout]);
+  const progress: LlmProgress = { chunks: 0, chars: 0 };
+  const hb = heartbeater(ctx, progress);
+  try {
+    return await withRequestSignal(signal, () => untilAborted(work(signal, hb.onChunk, progress), signal));
+  } catch (err) {
+    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
+    if (timeout.aborted) {
+      throw ApplicationFailure.create({
+        type: ErrorType.InferenceTimeout,
+        message: `LLM call exceeded ${deps.callTimeoutMs} ms (model ${model}, node ${deps.nodeId}, ${progress.chunks} chunks received)`,
+        details: [{ model, nodeId: deps.nodeId, ...progress }],
+      });
+    }
+    throw toLlmFailure(err, { model, nodeId: deps.nodeId });
+  } finally {
+    hb.stop();
+  }
+}
+
+/** Iterates an Ollama stream to its final chunk, concatenating content; aborts it with `signal`. */
+async function collect<C extends { done: boolean }>(
+  stream: AbortableAsyncIterator<C>,
+  signal: AbortSignal,
+  piece: (chunk: C) => string,
+  onChunk: () => void,
+  progress: LlmProgress,
+): Promise<{ content: string; final: C }> {
+  // Also covers clients not built by createOllamaClient, whose fetch does not see the call's signal.
+  const abort = () => stream.abort();
+  if (signal.aborted) abort();
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    let content = '';
+    for await (const chunk of stream) {
+      const text = piece(chunk);
+      content += text;
+      progress.chunks++;
+      progress.chars += text.length;
+      onChunk();
+      if (chunk.done) return { content, final: chunk };
+    }
+    throw new Error('Ollama stream ended without a final chunk');
+  } finally {
+    signal.removeEventListener('abort', abort);
+  }
+}
+
+function requestOptions(deps: LlmActivityDeps, options: LlmOptions | undefined): Partial<Options> {
+  return { ...options, num_ctx: deps.numCtx };
+}
+
+function result(deps: LlmActivityDeps, model: string, content: string, final: FinalChunk): LlmResult {
+  return {
+    content,
+    model: final.model || model,
+    nodeId: deps.nodeId,
+    usage: usageFromOllama(final),
+    doneReason: final.done_reason || undefined,
+  };
+}
+
+/** The llm activities for one node. Register them on `llmQueue(model)` for every model the node serves. */
+export function createLlmActivities(deps: LlmActivityDeps): LlmActivities {
+  const keepAlive = deps.keepAlive === undefined ? {} : { keep_alive: deps.keepAlive };
+  return {
+    async llmChat(input) {
+      return guardedCall(deps, input.model, async (signal, onChunk, progress) => {
+        const stream = await deps.ollama.chat({
+          model: input.model,
+          messages: input.messages,
+          format: input.format,
+          options: requestOptions(deps, input.options),
+          stream: true,
+          ...keepAlive,
+        });
+        const { content, final } = await collect<ChatResponse>(
+          stream,
+          signal,
+          (c) => c.message?.content ?? '',
+          onChunk,
+          progress,
+        );
+        return result(deps, input.model, content, final);
+      });
+    },
+
+    async llmGenerate(input) {
+      return guardedCall(deps, input.model, async (signal, onChunk, progress) => {
+        const stream = await deps.ollama.generate({
+          model: input.model,
+          prompt: input.prompt,
+          system: input.system,
+          format: input.format,
+          options: requestOptions(deps, input.options),
+          stream: true,
+          ...keepAlive,
+        });
+        const { content, final } = await collect<GenerateResponse>(
+          stream,
+          signal,
+          (c) => c.response ?? '',
+          onChunk,
+          progress,
+        );
+        return result(deps, input.model, content, final);
+      });
+    },
+
+    async llmEmbed(input: LlmEmbedInput): Promise<LlmEmbedResult> {
+      return guardedCall(deps, input.model, async () => {
+        const res = await deps.ollama.embed({
+          model: input.model,
+          input: input.input,
+          options: { num_ctx: deps.numCtx },
+          ...keepAlive,
+        });
+        return {
+          embeddings: res.embeddings,
+          model: res.model || input.model,
+          nodeId: deps.nodeId,
+          usage: { promptTokens: res.prompt_eval_count ?? 0, totalDurationMs: nsToMs(res.total_duration) },
+        };
+      });
+    },
+  };
+}

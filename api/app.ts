@@ -1,0 +1,82 @@
+/**
+ * The Express app. Middleware order matters and is fixed here:
+ * request id → logging → routes with their own auth (raw body) → public routes → JSON body (size-limited) →
+ * API-key auth → per-key rate limit → authenticated routes → 404 → the one error handler.
+ * Other routers are added in the two marked sections; each documents itself with `registerRoute`.
+ */
+import express from 'express';
+import { pinoHttp } from 'pino-http';
+import type { ApiDeps } from './deps';
+import { requestId } from './middleware/request-id';
+import { authenticate } from './middleware/auth';
+import { rateLimitPerKey } from './middleware/rate-limit';
+import { errorHandler, notFoundHandler } from './middleware/errors';
+import { buildOpenApi, registerRoute } from './openapi';
+import { healthRouter } from './routes/health';
+import { modelsRouter } from './routes/models';
+import { promptsRouter } from './routes/prompts';
+import { webhooksRouter } from './routes/webhooks';
+import { chatsRouter } from './routes/chats';
+import { functionsRouter } from './routes/functions';
+import { jobsRouter } from './routes/jobs';
+import { designsRouter } from './routes/designs';
+
+export { assertTenant, tenantOf } from './middleware/auth';
+
+registerRoute({
+  method: 'get',
+  path: '/openapi.json',
+  summary: 'This OpenAPI 3.1 document',
+  tag: 'meta',
+  public: true,
+  responses: { 200: 'The document' },
+});
+
+/** Builds the API from its dependencies; `server.ts` listens, tests use supertest. */
+export function createApp(deps: ApiDeps): express.Express {
+  const { config } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use(requestId);
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req) => req.id,
+      autoLogging: config.LOG_LEVEL === 'silent' ? false : { ignore: (req) => req.url === '/healthz' },
+      customLogLevel: (_req, res, err) =>
+        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+      quietReqLogger: true,
+    }),
+  );
+
+  // --- Routes with their own authentication (raw body)
+  // Mounted before the JSON parser: webhook signatures (HMAC) are computed over the exact raw bytes.
+  app.use(webhooksRouter(deps));
+
+  // --- Public routes
+  app.use(healthRouter(deps));
+  let openapi: unknown;
+  app.get('/openapi.json', (_req, res) => {
+    // Built on first use, after every router module has registered its routes.
+    openapi ??= buildOpenApi({ serverUrl: config.API_PUBLIC_URL });
+    res.json(openapi);
+  });
+
+  app.use(express.json({ limit: config.API_BODY_LIMIT_BYTES }));
+  app.use(authenticate(config.API_KEYS));
+  app.use(rateLimitPerKey(config.API_RATE_LIMIT_PER_MINUTE));
+
+  // --- Authenticated routes (add yours here)
+  app.use(designsRouter(deps));
+  app.use(modelsRouter(deps));
+  app.use(promptsRouter(deps));
+  app.use(chatsRouter(deps));
+  app.use(functionsRouter(deps));
+  app.use(jobsRouter(deps));
+
+  app.use(notFoundHandler);
+  app.use(errorHandler);
+  return app;
+}

@@ -1,0 +1,117 @@
+/**
+ * The one place that turns errors into HTTP responses `{error: {code, message, details?}}`: our HttpError,
+ * zod errors, body-parser errors, Temporal client errors, and workflow/activity failures by ErrorType.
+ * Anything unrecognised is a 500 whose message says nothing about internals (the log has the stack).
+ */
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { ZodError } from 'zod';
+import {
+  ApplicationFailure,
+  TemporalFailure,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+} from '@temporalio/common';
+import { isGrpcServiceError } from '@temporalio/client';
+import { ErrorType, HttpError } from '../../common/errors';
+
+/** The error body every endpoint returns. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+/** HTTP status and public code for each failure type an activity or workflow may raise. */
+const FAILURE_STATUS: Record<ErrorType, { status: number; code: string }> = {
+  [ErrorType.ModelNotFound]: { status: 400, code: 'model_not_found' },
+  [ErrorType.InvalidRequest]: { status: 400, code: 'invalid_request' },
+  [ErrorType.NotFound]: { status: 404, code: 'not_found' },
+  [ErrorType.Conflict]: { status: 409, code: 'conflict' },
+  [ErrorType.LimitExceeded]: { status: 429, code: 'limit_exceeded' },
+  [ErrorType.NodeUnavailable]: { status: 503, code: 'node_unavailable' },
+  [ErrorType.OutOfMemory]: { status: 503, code: 'out_of_memory' },
+  [ErrorType.InferenceTimeout]: { status: 504, code: 'inference_timeout' },
+};
+
+/**
+ * The first ApplicationFailure with one of our ErrorTypes in an error's cause chain (WorkflowFailedError →
+ * ActivityFailure → ApplicationFailure), or undefined.
+ */
+export function findTypedFailure(err: unknown): ApplicationFailure | undefined {
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 10; depth++) {
+    if (cur instanceof ApplicationFailure && cur.type && cur.type in FAILURE_STATUS) return cur;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * A client-safe description of why a workflow failed: our ErrorType and its message when known, else the
+ * innermost Temporal failure message (written by our own workflow/activity code, never a stack).
+ */
+export function describeFailure(err: unknown): { code: string; message: string } {
+  const typed = findTypedFailure(err);
+  if (typed) return { code: FAILURE_STATUS[typed.type as ErrorType].code, message: typed.message };
+  let cur: unknown = err;
+  let last: TemporalFailure | undefined;
+  for (let depth = 0; cur && depth < 10; depth++) {
+    if (cur instanceof TemporalFailure) last = cur;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return { code: 'workflow_failed', message: last?.message || 'The workflow failed' };
+}
+
+/** Maps any thrown value to a status and body. Exported for tests and for routes that report failures inline. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof ZodError) {
+    const issues = err.issues.map((i) => ({ field: i.path.map(String).join('.'), reason: i.message }));
+    return new HttpError(400, 'invalid_request', issues[0] ? `${issues[0].field}: ${issues[0].reason}` : 'Invalid', {
+      issues,
+    });
+  }
+  // body-parser (http-errors) marks its errors with `type`.
+  const type = (err as { type?: unknown } | null)?.type;
+  if (type === 'entity.too.large') {
+    const limit = (err as { limit?: number }).limit;
+    return new HttpError(413, 'payload_too_large', `Request body exceeds ${limit ?? 'the'} byte limit`, { limit });
+  }
+  if (type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
+    return new HttpError(415, 'unsupported_encoding', 'Unsupported content encoding or charset');
+  }
+  if (err instanceof WorkflowNotFoundError) return new HttpError(404, 'not_found', 'No such resource');
+  if (err instanceof WorkflowExecutionAlreadyStartedError) {
+    return new HttpError(409, 'conflict', 'A workflow with this id already exists');
+  }
+  const typed = findTypedFailure(err);
+  if (typed) {
+    const { status, code } = FAILURE_STATUS[typed.type as ErrorType];
+    return new HttpError(status, code, typed.message);
+  }
+  // gRPC UNAVAILABLE (14) / DEADLINE_EXCEEDED (4): Temporal is down or slow; the client may retry.
+  if (isGrpcServiceError(err) && (err.code === 14 || err.code === 4)) {
+    return new HttpError(503, 'temporal_unavailable', 'The workflow service is unavailable; retry later');
+  }
+  // Other http-errors with an explicit client status (e.g. 400 from a malformed request line).
+  const status = (err as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
+    return new HttpError(status, 'bad_request', (err as Error).message);
+  }
+  return new HttpError(500, 'internal', 'Internal server error');
+}
+
+/** 404 for every path no router handled. */
+export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}`));
+};
+
+/** The one error handler, mounted last. 5xx are logged with the stack; 4xx at debug. */
+export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
+  if (res.headersSent) return next(err);
+  const httpErr = toHttpError(err);
+  if (httpErr.status >= 500) req.log?.error({ err }, 'request failed');
+  else req.log?.debug({ err: { code: httpErr.code, message: httpErr.message } }, 'request rejected');
+  const body: ErrorBody = { error: { code: httpErr.code, message: httpErr.message } };
+  if (httpErr.details !== undefined) body.error.details = httpErr.details;
+  res.status(httpErr.status).json(body);
+};

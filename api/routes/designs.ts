@@ -1,0 +1,227 @@
+/**
+ * Infrastructure designs: `POST /designs` starts a design workflow (the v2 graph, or v1) and answers 202;
+ * the status comes from the workflow's `designStatus` query; answers go through a Workflow Update so they
+ * are validated and acknowledged synchronously (409 when nothing waits); files stream from S3.
+ */
+import { randomUUID } from 'node:crypto';
+import { Router } from 'express';
+import { z } from 'zod';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import type { WorkflowHandle } from '@temporalio/client';
+import { HttpError } from '../../common/errors';
+import { SearchAttribute } from '../../common/types';
+import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
+import type { ApiDeps } from '../deps';
+import { parse } from '../validate';
+import { assertTenant, tenantOf } from '../middleware/auth';
+import { describeFailure } from '../middleware/errors';
+import { registerRoute } from '../openapi';
+import { designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from '../../workflows/definitions';
+import { designFileKey, type DesignResult, type InfraDesignInput } from '../../workflows/infra-design-types';
+
+/** Longest request text; longer is a 413 (the body limit applies on top). */
+export const MAX_DESIGN_REQUEST_CHARS = 20_000;
+
+export const DesignBodySchema = z
+  .object({
+    request: z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(MAX_DESIGN_REQUEST_CHARS)
+      .describe('The infrastructure, in plain language'),
+    modelId: z.string().trim().min(1).max(200).optional().describe('A model from GET /models (default: DEFAULT_MODEL)'),
+    graph: z.enum(['v2', 'v1']).default('v2').describe('v2: route→gather→plan→generate→combine→fix; v1: consultant→engineer⇄lead'),
+    maxFixIterations: z.number().int().min(0).max(5).optional(),
+    maxQuestionRounds: z.number().int().min(0).max(10).optional(),
+    options: z
+      .object({
+        num_predict: z.number().int().min(16).max(8192).optional(),
+        temperature: z.number().min(0).max(2).optional(),
+        seed: z.number().int().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const IdParamsSchema = z.object({ id: z.string().regex(/^design-[\w-]{1,100}$/, 'not a design id') });
+const FileParamsSchema = IdParamsSchema.extend({
+  name: z.string().regex(/^[\w-]{1,100}\.tf$/, 'not a Terraform file name'),
+});
+const AnswersSchema = z
+  .object({
+    answers: z
+      .record(z.string().regex(/^[\w-]{1,40}$/, 'not a question id'), z.string().trim().min(1).max(5000))
+      .refine((a) => Object.keys(a).length > 0, 'give at least one answer'),
+  })
+  .strict();
+const MessageSchema = z.object({ message: z.string().trim().min(1).max(MAX_DESIGN_REQUEST_CHARS) }).strict();
+
+const AcceptedSchema = z.object({ id: z.string(), status: z.literal('running'), statusUrl: z.string(), webUiUrl: z.string() });
+
+registerRoute({
+  method: 'post',
+  path: '/designs',
+  summary: 'Start an infrastructure design from a plain-language request',
+  body: DesignBodySchema,
+  responses: {
+    202: { description: 'Started; poll statusUrl', body: AcceptedSchema },
+    400: 'Invalid body (e.g. an empty request), or no node serves the model',
+    413: 'The request text or body is too large',
+  },
+});
+registerRoute({
+  method: 'get',
+  path: '/designs/:id',
+  summary: 'Phase, current node, pending questions, plan, files, validation and usage of a design',
+  params: IdParamsSchema,
+  responses: { 200: 'The design', 404: 'No such design for this tenant' },
+});
+registerRoute({
+  method: 'post',
+  path: '/designs/:id/answers',
+  summary: 'Answer the pending questions (validated and acknowledged synchronously)',
+  params: IdParamsSchema,
+  body: AnswersSchema,
+  responses: {
+    200: 'Accepted',
+    400: 'Unknown question id or empty answer',
+    404: 'No such design',
+    409: 'The design is not waiting for answers',
+  },
+});
+registerRoute({
+  method: 'post',
+  path: '/designs/:id/messages',
+  summary: 'A follow-up change: the design is revised from gathering requirements',
+  params: IdParamsSchema,
+  body: MessageSchema,
+  responses: { 202: 'Queued', 404: 'No such design', 409: 'The design has closed' },
+});
+registerRoute({
+  method: 'get',
+  path: '/designs/:id/files/:name',
+  summary: 'One generated Terraform file (streamed from S3)',
+  params: FileParamsSchema,
+  responses: { 200: { description: 'The file', contentType: 'text/plain' }, 404: 'No such design or file' },
+});
+
+const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
+const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
+const tenantKey = defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD');
+const waitingKey = defineSearchAttributeKey(SearchAttribute.WaitingForInput, 'BOOL');
+
+export function designsRouter(deps: ApiDeps): Router {
+  const { config, temporal, catalog, storage } = deps;
+  const router = Router();
+  const webUiUrl = (id: string) =>
+    `${config.TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(id)}`;
+
+  /** The design's handle and description, after the tenant check (another tenant's design is a 404). */
+  async function owned(req: Parameters<typeof tenantOf>[0], id: string) {
+    const handle: WorkflowHandle = temporal.workflow.getHandle(id);
+    const desc = await handle.describe();
+    assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Design');
+    return { handle, desc };
+  }
+
+  router.post('/designs', async (req, res) => {
+    const tenant = tenantOf(req);
+    const raw = (req.body ?? {}) as { request?: unknown };
+    if (typeof raw.request === 'string' && raw.request.length > MAX_DESIGN_REQUEST_CHARS) {
+      throw new HttpError(413, 'payload_too_large', `request exceeds ${MAX_DESIGN_REQUEST_CHARS} characters`);
+    }
+    const body = parse(DesignBodySchema, req.body, 'body');
+    const model = normalizeModel(body.modelId ?? config.DEFAULT_MODEL);
+    if (!(await catalog.hasModel(model))) {
+      throw new HttpError(400, 'model_not_found', `No available node serves model "${model}" (see GET /models)`);
+    }
+    const id = `design-${randomUUID()}`;
+    const input: InfraDesignInput = {
+      designId: id,
+      request: body.request,
+      model,
+      tenant,
+      maxFixIterations: body.maxFixIterations,
+      maxQuestionRounds: body.maxQuestionRounds,
+      llmOptions: body.options,
+    };
+    await temporal.workflow.start(body.graph === 'v1' ? 'infraDesignV1Workflow' : 'infraDesignWorkflow', {
+      taskQueue: ORCHESTRATOR_QUEUE,
+      workflowId: id,
+      args: [input],
+      typedSearchAttributes: [
+        { key: kindKey, value: 'design' },
+        { key: modelKey, value: model },
+        { key: tenantKey, value: tenant },
+        { key: waitingKey, value: false },
+      ],
+      memo: { tenant, graph: body.graph },
+      staticSummary: `design (${body.graph}) on ${model}: ${body.request.slice(0, 80)}`,
+    });
+    res
+      .status(202)
+      .location(`/designs/${id}`)
+      .json({ id, status: 'running', statusUrl: `${config.API_PUBLIC_URL}/designs/${id}`, webUiUrl: webUiUrl(id) });
+  });
+
+  router.get('/designs/:id', async (req, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const { handle, desc } = await owned(req, id);
+    const base = { id, webUiUrl: webUiUrl(id), startedAt: desc.startTime.toISOString() };
+    if (desc.status.name === 'RUNNING') {
+      const status = await handle.query(designStatusQuery);
+      res.json({ ...base, status: 'running', ...status });
+      return;
+    }
+    if (desc.status.name === 'COMPLETED') {
+      const result = (await handle.result()) as DesignResult;
+      res.json({ ...base, status: 'completed', ...result, questions: [] });
+      return;
+    }
+    let error: { code: string; message: string } = { code: desc.status.name.toLowerCase(), message: 'The design did not finish' };
+    try {
+      await handle.result();
+    } catch (err) {
+      error = describeFailure(err);
+    }
+    res.json({ ...base, status: desc.status.name.toLowerCase(), error });
+  });
+
+  router.post('/designs/:id/answers', async (req, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const body = parse(AnswersSchema, req.body, 'body');
+    const { handle, desc } = await owned(req, id);
+    if (desc.status.name !== 'RUNNING') {
+      throw new HttpError(409, 'conflict', `design ${id} is not waiting for answers (it has ${desc.status.name.toLowerCase()})`);
+    }
+    // The update's validator rejects (409/400 via the error middleware) before anything enters the history.
+    const ack = await handle.executeUpdate(submitDesignAnswersUpdate, { args: [body] });
+    res.json({ id, ...ack });
+  });
+
+  router.post('/designs/:id/messages', async (req, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const body = parse(MessageSchema, req.body, 'body');
+    const { handle, desc } = await owned(req, id);
+    if (desc.status.name !== 'RUNNING') {
+      throw new HttpError(409, 'conflict', `design ${id} has closed (${desc.status.name.toLowerCase()}); start a new one`);
+    }
+    await handle.signal(designMessageSignal, body);
+    res.status(202).json({ id, accepted: true });
+  });
+
+  router.get('/designs/:id/files/:name', async (req, res) => {
+    const { id, name } = parse(FileParamsSchema, req.params, 'params');
+    await owned(req, id);
+    const obj = await storage.getObjectStream(designFileKey(id, name));
+    if (!obj) throw new HttpError(404, 'not_found', `design ${id} has no file ${name}`);
+    res.status(200).type('text/plain; charset=utf-8');
+    if (obj.length !== undefined) res.setHeader('content-length', String(obj.length));
+    obj.body.on('error', (err) => res.destroy(err));
+    obj.body.pipe(res);
+  });
+
+  return router;
+}

@@ -1,0 +1,179 @@
+/**
+ * One-shot prompts: `POST /prompts` starts a durable `promptWorkflow` (one llm activity on the model's pinned
+ * queue) and answers 202 at once; `GET /prompts/:id` reports its status and result. An `Idempotency-Key`
+ * maps to a deterministic workflow id per tenant, so a retried POST returns the same prompt.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import { defineSearchAttributeKey, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Client } from '@temporalio/client';
+import { HttpError } from '../../common/errors';
+import { ChatMessageSchema, LlmOptionsSchema, SearchAttribute } from '../../common/types';
+import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
+import type { ApiDeps } from '../deps';
+import { parse } from '../validate';
+import { assertTenant, tenantOf } from '../middleware/auth';
+import { describeFailure } from '../middleware/errors';
+import { registerRoute } from '../openapi';
+import type { promptWorkflow } from '../../workflows/prompt-workflow';
+
+export const PromptBodySchema = z
+  .object({
+    modelId: z.string().trim().min(1).max(200).describe('A model from GET /models, e.g. gemma3:270m'),
+    prompt: z.string().min(1).max(200_000).optional().describe('A single prompt (give this or messages)'),
+    messages: z.array(ChatMessageSchema).min(1).max(500).optional().describe('A chat (give this or prompt)'),
+    system: z.string().max(200_000).optional().describe('System prompt, with prompt only'),
+    options: LlmOptionsSchema.optional(),
+    format: z
+      .union([z.literal('json'), z.record(z.string(), z.unknown())])
+      .optional()
+      .describe("'json' or a JSON schema (structured output)"),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if ((b.prompt === undefined) === (b.messages === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['prompt'], message: 'give exactly one of prompt or messages' });
+    }
+    if (b.system !== undefined && b.messages !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['system'], message: 'with messages, put the system prompt in a message' });
+    }
+  });
+export type PromptBody = z.infer<typeof PromptBodySchema>;
+
+const IdParamsSchema = z.object({ id: z.string().regex(/^prompt-[\w-]{1,100}$/, 'not a prompt id') });
+const IdempotencyKeySchema = z.string().min(1).max(255).optional();
+
+const AcceptedSchema = z.object({
+  id: z.string(),
+  status: z.literal('running'),
+  statusUrl: z.string(),
+  webUiUrl: z.string(),
+});
+const StatusSchema = z.object({
+  id: z.string(),
+  status: z.enum(['running', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out', 'unknown']),
+  modelId: z.string().optional(),
+  startedAt: z.string().optional(),
+  closedAt: z.string().optional(),
+  result: z
+    .object({ content: z.string(), model: z.string(), nodeId: z.string(), usage: z.record(z.string(), z.number()) })
+    .optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  webUiUrl: z.string(),
+});
+
+registerRoute({
+  method: 'post',
+  path: '/prompts',
+  summary: 'Run one prompt or chat durably on the model’s pinned queue',
+  body: PromptBodySchema,
+  headers: { 'Idempotency-Key': 'The same key (per tenant) returns the same prompt instead of starting another' },
+  responses: {
+    202: { description: 'Started; poll statusUrl', body: AcceptedSchema },
+    400: 'Invalid body, or no node serves the model (model_not_found)',
+    409: 'The Idempotency-Key was used with a different body',
+  },
+});
+registerRoute({
+  method: 'get',
+  path: '/prompts/:id',
+  summary: 'Status and, once completed, the result of a prompt',
+  params: IdParamsSchema,
+  responses: { 200: { description: 'The prompt', body: StatusSchema }, 404: 'No such prompt for this tenant' },
+});
+
+const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
+const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
+const tenantKey = defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD');
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+const STATUS: Record<string, z.infer<typeof StatusSchema>['status']> = {
+  RUNNING: 'running',
+  CONTINUED_AS_NEW: 'running',
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  TERMINATED: 'terminated',
+  TIMED_OUT: 'timed_out',
+};
+
+export function promptsRouter(deps: ApiDeps): Router {
+  const { config, temporal, catalog } = deps;
+  const router = Router();
+  const webUiUrl = (id: string) =>
+    `${config.TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(id)}`;
+
+  router.post('/prompts', async (req, res) => {
+    const tenant = tenantOf(req);
+    const body = parse(PromptBodySchema, req.body, 'body');
+    const idemKey = parse(IdempotencyKeySchema, req.get('idempotency-key'), 'headers');
+    const modelId = normalizeModel(body.modelId);
+    // Reject before any workflow starts: the workflow would fail fast too, but a 400 is clearer.
+    if (!(await catalog.hasModel(modelId))) {
+      throw new HttpError(400, 'model_not_found', `No available node serves model "${modelId}" (see GET /models)`);
+    }
+    const requestHash = sha256(JSON.stringify(body));
+    const id = idemKey ? `prompt-${sha256(`${tenant}\n${idemKey}`).slice(0, 32)}` : `prompt-${randomUUID()}`;
+    try {
+      await temporal.workflow.start<typeof promptWorkflow>('promptWorkflow', {
+        taskQueue: ORCHESTRATOR_QUEUE,
+        workflowId: id,
+        args: [{ ...body, modelId }],
+        // Same key while running → the running one; after it closed → rejected, and we answer with it below.
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        typedSearchAttributes: [
+          { key: kindKey, value: 'prompt' },
+          { key: modelKey, value: modelId },
+          { key: tenantKey, value: tenant },
+        ],
+        memo: { tenant, requestHash },
+        staticSummary: `prompt on ${modelId} for ${tenant}`,
+      });
+    } catch (err) {
+      if (!(idemKey && err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+    if (idemKey) await assertSameRequest(temporal, id, tenant, requestHash);
+    res
+      .status(202)
+      .location(`/prompts/${id}`)
+      .json({ id, status: 'running', statusUrl: `${config.API_PUBLIC_URL}/prompts/${id}`, webUiUrl: webUiUrl(id) });
+  });
+
+  router.get('/prompts/:id', async (req: Request, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const handle = temporal.workflow.getHandle<typeof promptWorkflow>(id);
+    const desc = await handle.describe();
+    assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Prompt');
+    const status = STATUS[desc.status.name] ?? 'unknown';
+    const out: z.infer<typeof StatusSchema> = {
+      id,
+      status,
+      modelId: desc.typedSearchAttributes.get(modelKey),
+      startedAt: desc.startTime.toISOString(),
+      ...(desc.closeTime ? { closedAt: desc.closeTime.toISOString() } : {}),
+      webUiUrl: webUiUrl(id),
+    };
+    if (status !== 'running' && status !== 'unknown') {
+      try {
+        const r = await handle.result();
+        out.result = { content: r.content, model: r.model, nodeId: r.nodeId, usage: { ...r.usage } };
+      } catch (err) {
+        out.error = describeFailure(err);
+      }
+    }
+    res.json(out);
+  });
+
+  return router;
+}
+
+/** An Idempotency-Key reused with a different body is a client bug: 409 rather than a silent wrong answer. */
+async function assertSameRequest(temporal: Client, id: string, tenant: string, requestHash: string): Promise<void> {
+  const desc = await temporal.workflow.getHandle(id).describe();
+  if (desc.memo?.tenant !== tenant || desc.memo?.requestHash !== requestHash) {
+    throw new HttpError(409, 'idempotency_conflict', 'This Idempotency-Key was already used with a different request');
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * `POST /webhooks/channel`: the messaging channel's webhook. Authenticated by an HMAC-SHA256 signature over
+ * the raw body (not an API key), so this router parses its own raw body and is mounted before the JSON
+ * parser. Each customer or manager message is delivered by signalWithStart to `chat-<channel>-<chatId>`.
+ */
+import express, { Router } from 'express';
+import { z } from 'zod';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import type { Config } from '../../common/config';
+import { HttpError } from '../../common/errors';
+import { ORCHESTRATOR_QUEUE, normalizeModel } from '../../common/task-queues';
+import { SearchAttribute } from '../../common/types';
+import { SIGNATURE_HEADER, verifySignature } from '../../activities/channel/signature';
+import { chatMessageSignal, type ChatInboundMessage } from '../../workflows/definitions';
+import type { ChatWorkflowInput, chatWorkflow } from '../../workflows/chat-workflow';
+import type { ApiDeps } from '../deps';
+import { parse } from '../validate';
+import { registerRoute } from '../openapi';
+
+/** The channel this webhook serves; part of every chat's workflow id and storage key. */
+export const CHANNEL = 'channel';
+/** S3 prefix the dev stack uploads the shop's ontology and delivery policy to. */
+export const SHOP_PREFIX = 'shop/';
+/** Answered batches per run before continue-as-new; Temporal's own suggestion may come earlier. */
+export const CHAT_TURN_LIMIT = 100;
+/** A chat message is text; anything longer is not a message we should feed to a model. */
+const MAX_TEXT = 8000;
+
+export const chatWorkflowId = (channel: string, chatId: string) => `chat-${channel}-${chatId}`;
+export const ChatIdSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'letters, digits, _ . : - (≤ 128)');
+
+const EnvelopeSchema = z.object({ type: z.string().min(1).max(64) }).loose();
+const EntitySchema = z.object({
+  id: z.union([z.string().min(1).max(128), z.number().int()]).transform(String),
+  chatId: ChatIdSchema,
+  plainText: z.string().max(MAX_TEXT).default(''),
+  personType: z.enum(['user', 'manager', 'bot']),
+  createdAt: z.union([z.number().int().nonnegative(), z.iso.datetime().transform((s) => Date.parse(s))]),
+});
+/** The channel's payload: `{type: "message", entity: {...}}`; other types are acknowledged and ignored. */
+export const WebhookBodySchema = z.object({ type: z.literal('message'), entity: EntitySchema });
+
+const AcceptedSchema = z.object({
+  status: z.literal('accepted'),
+  workflowId: z.string(),
+  messageId: z.string(),
+});
+const IgnoredSchema = z.object({ status: z.literal('ignored'), reason: z.string() });
+
+registerRoute({
+  method: 'post',
+  path: '/webhooks/channel',
+  summary: 'Channel webhook: delivers a customer or manager message to its chat workflow',
+  description: `Signed with HMAC-SHA256 over the raw body: header \`${SIGNATURE_HEADER}: sha256=<hex>\`, secret CHANNEL_WEBHOOK_SECRET.`,
+  tag: 'chats',
+  public: true,
+  body: WebhookBodySchema,
+  headers: { [SIGNATURE_HEADER]: 'sha256=<hex HMAC of the raw body>' },
+  responses: {
+    202: { description: 'Delivered to the chat workflow', body: AcceptedSchema },
+    200: { description: 'Acknowledged and ignored (not a message, a bot echo, or no text)', body: IgnoredSchema },
+    400: 'Malformed payload',
+    401: 'Missing or bad signature',
+    413: 'Body too large',
+  },
+});
+
+const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
+const chatKey = defineSearchAttributeKey(SearchAttribute.ChatId, 'KEYWORD');
+const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
+
+/** The workflow input a new chat starts with, from config (tests override the windows and limits). */
+export function chatWorkflowInput(
+  config: Pick<
+    Config,
+    'DEFAULT_MODEL' | 'CHAT_QUIET_MS' | 'CHAT_MAX_WAIT_MS' | 'CHAT_IDLE_CLOSE_MS' | 'CHAT_MANAGER_PAUSE_MS'
+  >,
+  chatId: string,
+  overrides: Partial<ChatWorkflowInput> = {},
+): ChatWorkflowInput {
+  return {
+    channel: CHANNEL,
+    chatId,
+    model: normalizeModel(config.DEFAULT_MODEL),
+    quietMs: config.CHAT_QUIET_MS,
+    maxWaitMs: config.CHAT_MAX_WAIT_MS,
+    idleCloseMs: config.CHAT_IDLE_CLOSE_MS,
+    managerPauseMs: config.CHAT_MANAGER_PAUSE_MS,
+    turnLimit: CHAT_TURN_LIMIT,
+    shopPrefix: SHOP_PREFIX,
+    ...overrides,
+  };
+}
+
+export interface WebhooksRouterOptions {
+  /** Overrides of the chat workflow input (tests: shorter windows, small turn limit, their own shop prefix). */
+  chat?: Partial<ChatWorkflowInput>;
+  taskQueue?: string;
+}
+
+export function webhooksRouter(deps: ApiDeps, opts: WebhooksRouterOptions = {}): Router {
+  const { config, temporal } = deps;
+  const router = Router();
+  const rawBody = express.raw({ type: () => true, limit: config.API_BODY_LIMIT_BYTES });
+
+  router.post('/webhooks/channel', rawBody, async (req, res) => {
+    const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    // Nothing is parsed, logged or started before the signature holds.
+    if (!verifySignature(config.CHANNEL_WEBHOOK_SECRET, raw, req.get(SIGNATURE_HEADER))) {
+      throw new HttpError(401, 'bad_signature', `Missing or invalid ${SIGNATURE_HEADER} (HMAC-SHA256 of the raw body)`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
+    }
+    const envelope = parse(EnvelopeSchema, json, 'body');
+    if (envelope.type !== 'message') {
+      res.status(200).json({ status: 'ignored', reason: `type "${envelope.type}" is not handled` });
+      return;
+    }
+    const { entity } = parse(WebhookBodySchema, json, 'body');
+    if (entity.personType === 'bot') {
+      // Our own replies come back through the channel's webhook: answering them would loop.
+      res.status(200).json({ status: 'ignored', reason: 'bot message' });
+      return;
+    }
+    if (!entity.plainText.trim()) {
+      res.status(200).json({ status: 'ignored', reason: 'no text' });
+      return;
+    }
+    const message: ChatInboundMessage = {
+      id: entity.id,
+      text: entity.plainText,
+      personType: entity.personType,
+      createdAt: entity.createdAt,
+    };
+    const input = chatWorkflowInput(config, entity.chatId, opts.chat);
+    const workflowId = chatWorkflowId(input.channel, entity.chatId);
+    await temporal.workflow.signalWithStart<typeof chatWorkflow, [ChatInboundMessage]>('chatWorkflow', {
+      workflowId,
+      taskQueue: opts.taskQueue ?? ORCHESTRATOR_QUEUE,
+      args: [input],
+      signal: chatMessageSignal,
+      signalArgs: [message],
+      typedSearchAttributes: [
+        { key: kindKey, value: 'chat' },
+        { key: chatKey, value: entity.chatId },
+        { key: modelKey, value: input.model },
+      ],
+      staticSummary: `chat ${entity.chatId} on ${input.channel}`,
+    });
+    res.status(202).json({ status: 'accepted', workflowId, messageId: entity.id });
+  });
+
+  return router;
+}

@@ -1,0 +1,146 @@
+/**
+ * Idle memory of each process role: every worker entry point and the API run as child processes
+ * (`node --import tsx`, as `npm start` runs them) against the bench services; once they had time to connect and
+ * settle, VmRSS is read from /proc for the process and all its descendants. The baseline is an idle
+ * `node --import tsx` running an empty script, so the ratio shows what each role adds over bare Node.
+ * Target (DESIGN.md): ≤ 250 MB each.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, stopProcess } from '../scripts/lib/services';
+import { entryIfExists, spawnTs } from '../scripts/lib/stack';
+import { ratio, round, sleep, type Bench, type BenchContext, type Row } from './lib';
+
+const GOAL_MB = 250;
+const SETTLE_MS = Number(process.env.BENCH_RSS_SETTLE_MS ?? 10_000);
+const MAX_SAMPLES = 30;
+
+/** VmRSS in kB of a pid, or 0 when it is gone. */
+function rssKb(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** pid and every descendant (walks /proc/<pid>/stat parent links). */
+function processTree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Field 4 is the ppid; the command name (field 2) may contain spaces, so split after its closing paren.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parent.set(Number(entry), ppid);
+    } catch {
+      // exited while we looked
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [pid, ppid] of parent) if (ppid === tree[i]) tree.push(pid);
+  }
+  return tree;
+}
+
+/**
+ * Tree RSS (MB) once idle: after the settle time, sampled every second until two samples in a row are within
+ * 2% (start-up work such as the workflow bundle may still be running on a loaded machine), at most MAX_SAMPLES.
+ */
+async function idleRssMb(
+  proc: ChildProcess,
+  name: string,
+  signal: AbortSignal,
+): Promise<{ mb: number; waitedS: number }> {
+  const t0 = Date.now();
+  await sleep(SETTLE_MS);
+  const sample = () => {
+    if (proc.exitCode !== null || proc.signalCode !== null)
+      throw new Error(`${name} exited (${proc.exitCode ?? proc.signalCode})`);
+    return processTree(proc.pid!).reduce((sum, pid) => sum + rssKb(pid), 0) / 1024;
+  };
+  let prev = sample();
+  for (let i = 1; i < MAX_SAMPLES && !signal.aborted; i++) {
+    await sleep(1000);
+    const cur = sample();
+    if (Math.abs(cur - prev) <= 0.02 * prev) return { mb: cur, waitedS: Math.round((Date.now() - t0) / 1000) };
+    prev = cur;
+  }
+  return { mb: prev, waitedS: Math.round((Date.now() - t0) / 1000) };
+}
+
+interface Role {
+  name: string;
+  entry: string;
+  env?: Record<string, string>;
+}
+
+async function measure(ctx: BenchContext, role: Role): Promise<{ mb: number; waitedS: number }> {
+  const logFile = path.join(ctx.logDir, `rss-${role.name}.log`);
+  const proc = ctx.track(spawnTs(role.name, role.entry, { env: { ...ctx.env, ...role.env }, logFile }));
+  try {
+    return await idleRssMb(proc, role.name, ctx.signal);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; see ${logFile}`);
+  } finally {
+    await stopProcess(proc, 10_000);
+  }
+}
+
+export const bench: Bench = {
+  name: 'rss',
+  async run(ctx) {
+    const idleDir = path.join(ctx.logDir, 'rss');
+    mkdirSync(idleDir, { recursive: true });
+    const idleScript = path.join(idleDir, 'idle.ts');
+    writeFileSync(idleScript, 'setInterval(() => undefined, 1000);\n');
+    const { mb: baseline } = await measure(ctx, { name: 'baseline', entry: idleScript });
+
+    const roles: Role[] = [
+      { name: 'orchestrator', entry: 'workers/orchestrator.ts' },
+      { name: 'executor', entry: 'workers/executor.ts' },
+      { name: 'llm', entry: 'workers/llm.ts' },
+      { name: 'api', entry: 'api/server.ts', env: { API_PORT: String(await freePort()) } },
+    ];
+    const rows: Row[] = [
+      { bench: 'rss', metric: 'idle node --import tsx (baseline)', value: round(baseline, 1), unit: 'MB' },
+    ];
+    for (const role of roles) {
+      if (ctx.signal.aborted) break;
+      const metric = `${role.name} idle RSS`;
+      if (!entryIfExists(role.entry)) {
+        rows.push({ bench: 'rss', metric, value: NaN, unit: 'MB', note: `${role.entry} does not exist` });
+        continue;
+      }
+      try {
+        const { mb, waitedS } = await measure(ctx, role);
+        rows.push({
+          bench: 'rss',
+          metric,
+          value: round(mb, 1),
+          unit: 'MB',
+          baseline: round(baseline, 1),
+          ratio: ratio(mb, baseline),
+          goal: `≤ ${GOAL_MB} MB`,
+          pass: mb <= GOAL_MB,
+          note: `process tree, steady after ${waitedS} s`,
+        });
+      } catch (err) {
+        rows.push({
+          bench: 'rss',
+          metric,
+          value: NaN,
+          unit: 'MB',
+          goal: `≤ ${GOAL_MB} MB`,
+          pass: false,
+          note: (err as Error).message,
+        });
+      }
+    }
+    return rows;
+  },
+};

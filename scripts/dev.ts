@@ -1,0 +1,333 @@
+/**
+ * `npm start` (after scripts/setup): the whole platform on one machine. Starts what is not running and reuses
+ * what is: the Temporal dev server + Web UI (persistent db in .ainode/), the moto S3/DynamoDB emulator, one
+ * `ollama serve` per local node with the cached models; checks the Docker engine; creates the bucket and tables
+ * and uploads the chat sample data; then runs the orchestrator, executor, one llm worker per Ollama node and the
+ * API as child processes. Output: one prefix per process on stdout, full logs in .ainode/logs/.
+ * Ctrl-C / SIGTERM stops what this process started (only that), once, with a timeout; a second Ctrl-C forces it.
+ *
+ *   npm start                      everything
+ *   npm start -- --services-only   infrastructure only (benchmarks, debugging workers in an IDE)
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfig, type Config } from '../common/config';
+import { normalizeModel } from '../common/task-queues';
+import { createStorage, ensureStorage } from '../activities/storage/clients';
+import { httpOk, isPortOpen, startMoto, startOllama, startTemporal, stopProcess, type Service } from './lib/services';
+import {
+  dockerInfo,
+  ensureModel,
+  ensureSearchAttributes,
+  entryIfExists,
+  isLocal,
+  portOf,
+  spawnTs,
+  uploadDir,
+} from './lib/stack';
+import { readToolchain, ROOT, STATE_DIR, type Toolchain } from './lib/toolchain';
+
+const USAGE = `Usage: npm start [-- --services-only]
+
+  --services-only   start Temporal, the S3/DynamoDB emulator and Ollama, create storage, and stop there
+                    (no workers, no API)
+  --help            this text
+
+Configuration comes from the environment (and .env when present); see .env.example.`;
+
+const LOG_DIR = path.join(STATE_DIR, 'logs');
+/** The emulator's address when AWS_ENDPOINT_URL is unset: local development never talks to real AWS by accident. */
+const DEFAULT_EMULATOR_URL = 'http://127.0.0.1:4566';
+/** Per child: how long a worker may drain in-flight tasks after SIGTERM before it is killed. */
+const APP_STOP_TIMEOUT_MS = 15_000;
+const SERVICE_STOP_TIMEOUT_MS = 5_000;
+
+const say = (msg: string) => process.stdout.write(`[dev] ${msg}\n`);
+const warn = (msg: string) => process.stdout.write(`[dev] WARNING: ${msg}\n`);
+const rel = (file: string) => path.relative(process.cwd(), file) || file;
+
+interface App {
+  name: string;
+  proc: ChildProcess;
+  logFile: string;
+}
+
+/** Everything this process started, so it can stop exactly that. */
+class Supervisor {
+  readonly services: Service[] = [];
+  readonly apps: App[] = [];
+  private stopping: Promise<void> | undefined;
+
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  /** Apps first (they drain work against the services), then the services. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const running = this.apps.filter((a) => a.proc.exitCode === null && a.proc.signalCode === null);
+      if (running.length) say(`stopping ${running.map((a) => a.name).join(', ')}`);
+      await Promise.all(running.map((a) => stopProcess(a.proc, APP_STOP_TIMEOUT_MS)));
+      if (this.services.length) say(`stopping ${this.services.map((s) => s.name).join(', ')}`);
+      await Promise.all(this.services.map((s) => stopProcess(s.proc, SERVICE_STOP_TIMEOUT_MS)));
+    })();
+    return this.stopping;
+  }
+
+  /** Second Ctrl-C: no more waiting. */
+  kill(): void {
+    for (const p of [...this.apps.map((a) => a.proc), ...this.services.map((s) => s.proc)]) {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    }
+  }
+}
+
+function loadDevConfig(): Config {
+  const envFile = path.join(ROOT, '.env');
+  if (existsSync(envFile)) {
+    process.loadEnvFile(envFile);
+    say(`read ${rel(envFile)}`);
+  }
+  process.env.AWS_ENDPOINT_URL ||= DEFAULT_EMULATOR_URL;
+  return loadConfig(process.env);
+}
+
+async function startTemporalOrReuse(tc: Toolchain, config: Config, sup: Supervisor): Promise<string> {
+  const address = config.TEMPORAL_ADDRESS;
+  const port = portOf(address, 7233);
+  const host = address.split(':')[0] ?? '127.0.0.1';
+  if (await isPortOpen(port, host)) {
+    say(`Temporal: reusing the server at ${address}`);
+    if (tc.temporal) {
+      const created = await ensureSearchAttributes(tc.temporal, address, config.TEMPORAL_NAMESPACE).catch((err) => {
+        warn(`could not check search attributes on ${address}: ${(err as Error).message}`);
+        return [];
+      });
+      if (created.length) say(`Temporal: registered search attributes ${created.join(', ')}`);
+    }
+    return config.TEMPORAL_UI_URL;
+  }
+  if (!isLocal(address)) throw new Error(`Temporal at ${address} does not answer, and it is not local to start it`);
+  if (!tc.temporal) throw new Error('no Temporal CLI: run `npm run setup` and see what it could not do');
+  const uiPort = portOf(config.TEMPORAL_UI_URL, 8233);
+  const t0 = Date.now();
+  const svc = await startTemporal(tc, {
+    port,
+    uiPort,
+    dbFile: path.join(STATE_DIR, 'temporal.db'),
+    logFile: path.join(LOG_DIR, 'temporal.log'),
+    echo: true,
+  });
+  sup.services.push(svc);
+  say(`Temporal: started on ${address} (Web UI :${uiPort}, db .ainode/temporal.db) in ${Date.now() - t0} ms`);
+  return config.TEMPORAL_UI_URL;
+}
+
+async function startMotoOrReuse(tc: Toolchain, config: Config, sup: Supervisor): Promise<string> {
+  const url = config.AWS_ENDPOINT_URL!.replace(/\/+$/, '');
+  const port = portOf(url, 4566);
+  if (await httpOk(`${url}/moto-api/`).catch(() => false)) {
+    say(`S3/DynamoDB: reusing the moto server at ${url}`);
+    return url;
+  }
+  if (await isPortOpen(port, new URL(url).hostname)) {
+    // Not moto, but something answers: another emulator (or a proxy to AWS). ensureStorage will tell.
+    say(`S3/DynamoDB: reusing the endpoint at ${url}`);
+    return url;
+  }
+  if (!isLocal(url)) throw new Error(`the storage endpoint ${url} does not answer, and it is not local to start it`);
+  const svc = await startMoto(tc, { port, logFile: path.join(LOG_DIR, 'moto.log') });
+  sup.services.push(svc);
+  say(`S3/DynamoDB: started moto on ${url} (log: ${rel(path.join(LOG_DIR, 'moto.log'))})`);
+  return url;
+}
+
+async function startOllamaOrReuse(tc: Toolchain, config: Config, model: string, sup: Supervisor): Promise<void> {
+  for (const node of config.OLLAMA_NODES) {
+    if (await httpOk(`${node.url}/api/version`).catch(() => false)) {
+      say(`Ollama ${node.id}: reusing ${node.url}`);
+    } else {
+      if (!isLocal(node.url)) throw new Error(`Ollama node ${node.id} at ${node.url} does not answer`);
+      if (!tc.ollama) throw new Error('no ollama binary: run `npm run setup` and see what it could not do');
+      const logFile = path.join(LOG_DIR, `ollama-${node.id}.log`);
+      const svc = await startOllama(tc, {
+        name: `ollama:${node.id}`,
+        port: portOf(node.url, 11434),
+        modelsDir: tc.ollamaModels,
+        numParallel: config.OLLAMA_NUM_PARALLEL,
+        logFile,
+      });
+      sup.services.push(svc);
+      say(`Ollama ${node.id}: started on ${node.url} with models from ${tc.ollamaModels} (log: ${rel(logFile)})`);
+    }
+    try {
+      const how = await ensureModel(node.url, model);
+      say(`Ollama ${node.id}: ${model} ${how}`);
+    } catch (err) {
+      warn(`${(err as Error).message}. Prompts for ${model} will be rejected until a node serves it.`);
+    }
+  }
+}
+
+async function prepareStorage(config: Config): Promise<void> {
+  const storage = createStorage(config);
+  try {
+    await ensureStorage(storage);
+    const keys = await uploadDir(storage, path.join(ROOT, 'test', 'fixtures', 'shop'), 'shop/');
+    say(
+      `storage: bucket ${config.S3_BUCKET} and tables ${config.DYNAMO_TABLE_PREFIX}* ready` +
+        (keys.length ? `; uploaded ${keys.join(', ')}` : '; no chat sample data in test/fixtures/shop/ yet'),
+    );
+  } finally {
+    storage.close();
+  }
+}
+
+/** Spawns the workers and the API that exist; warns for those that do not (yet). */
+function startApps(tc: Toolchain, config: Config, model: string, sup: Supervisor): void {
+  const env: NodeJS.ProcessEnv = {
+    TEMPORAL_ADDRESS: config.TEMPORAL_ADDRESS,
+    TEMPORAL_NAMESPACE: config.TEMPORAL_NAMESPACE,
+    TEMPORAL_UI_URL: config.TEMPORAL_UI_URL,
+    AWS_ENDPOINT_URL: config.AWS_ENDPOINT_URL,
+    OLLAMA_NODES: config.OLLAMA_NODES.map((n) => `${n.id}=${n.url}`).join(','),
+    DEFAULT_MODEL: model,
+    JOB_RUNTIME_IMAGE: process.env.JOB_RUNTIME_IMAGE || tc.runtimeImage || config.JOB_RUNTIME_IMAGE,
+    AINODE_TERRAFORM_BIN: tc.terraform,
+  };
+  const roles: { name: string; entry: string; env?: NodeJS.ProcessEnv }[] = [
+    { name: 'orchestrator', entry: 'workers/orchestrator.ts' },
+    { name: 'executor', entry: 'workers/executor.ts' },
+    ...config.OLLAMA_NODES.map((n) => ({
+      name: `llm:${n.id}`,
+      entry: 'workers/llm.ts',
+      env: { OLLAMA_URL: n.url, NODE_ID: n.id },
+    })),
+    { name: 'api', entry: 'api/server.ts' },
+  ];
+  for (const role of roles) {
+    if (!entryIfExists(role.entry)) {
+      warn(`${role.entry} does not exist yet: ${role.name} not started`);
+      continue;
+    }
+    const logFile = path.join(LOG_DIR, `${role.name.replace(':', '-')}.log`);
+    const proc = spawnTs(role.name, role.entry, { env: { ...env, ...role.env }, logFile, echo: true });
+    sup.apps.push({ name: role.name, proc, logFile });
+    proc.once('exit', (code, signal) => {
+      if (!sup.isStopping) warn(`${role.name} exited (${signal ?? `code ${code}`}); its log: ${rel(logFile)}`);
+    });
+  }
+}
+
+function printBanner(config: Config, uiUrl: string, model: string, apiUp: boolean, servicesOnly: boolean): void {
+  const api = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.API_PORT}`;
+  const key = [...config.API_KEYS.keys()][0] ?? 'dev-key';
+  const lines = [
+    '',
+    servicesOnly ? 'ainode services are up (--services-only: no workers, no API)' : 'ainode is up',
+    ...(servicesOnly
+      ? []
+      : [
+          `  API          ${api}${apiUp ? '' : '   (not answering: see .ainode/logs/api.log)'}  · OpenAPI ${api}/openapi.json`,
+        ]),
+    `  Web UI       ${uiUrl}`,
+    `  Temporal     ${config.TEMPORAL_ADDRESS} (namespace ${config.TEMPORAL_NAMESPACE})`,
+    `  S3/DynamoDB  ${config.AWS_ENDPOINT_URL} (bucket ${config.S3_BUCKET})`,
+    ...config.OLLAMA_NODES.map((n) => `  Ollama       ${n.id} ${n.url} (default model ${model})`),
+    `  Logs         ${rel(LOG_DIR)}/`,
+  ];
+  if (!servicesOnly) {
+    lines.push(
+      '',
+      'A first prompt:',
+      `  curl -s -X POST ${api}/prompts -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' \\`,
+      `    -d '{"modelId":"${model}","prompt":"Name three colours.","options":{"num_predict":32}}'`,
+      `  curl -s ${api}/prompts/<id from the answer> -H 'Authorization: Bearer ${key}'`,
+    );
+  }
+  lines.push('', 'Ctrl-C stops what this started.', '');
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Waits for `/healthz`; gives up early when the API process exits (its log says why). */
+async function waitForApi(api: App, port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && api.proc.exitCode === null && api.proc.signalCode === null) {
+    if (await httpOk(`http://127.0.0.1:${port}/healthz`).catch(() => false)) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+async function run(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const unknown = args.filter((a) => a !== '--services-only');
+  if (unknown.length) throw new Error(`unknown argument ${unknown.join(' ')}\n${USAGE}`);
+  const servicesOnly = args.includes('--services-only');
+
+  const sup = new Supervisor();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      warn('second signal: killing everything this started');
+      sup.kill();
+      process.exit(1);
+    }
+    say(`${sig}: shutting down`);
+    void sup.stop().then(() => process.exit(0));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const tc = readToolchain();
+    const config = loadDevConfig();
+    const model = normalizeModel(process.env.DEFAULT_MODEL || tc.defaultModel || config.DEFAULT_MODEL);
+    config.DEFAULT_MODEL = model;
+    const t0 = Date.now();
+
+    // Independent services start in parallel; settle all before failing, so the catch stops every one started.
+    const settled = await Promise.allSettled([
+      startTemporalOrReuse(tc, config, sup),
+      startMotoOrReuse(tc, config, sup).then(() => prepareStorage(config)),
+      startOllamaOrReuse(tc, config, model, sup),
+      dockerInfo().then((d) =>
+        d.ok
+          ? say(`Docker engine ${d.version}: ok`)
+          : warn(`Docker engine not available (${d.error}); jobs (POST /run) will fail until it runs`),
+      ),
+    ]);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const uiUrl = (settled[0] as PromiseFulfilledResult<string>).value;
+    say(`services ready in ${Date.now() - t0} ms`);
+
+    let apiUp = false;
+    if (!servicesOnly) {
+      if (await isPortOpen(config.API_PORT, config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST)) {
+        warn(
+          `port ${config.API_PORT} is already in use: is another \`npm start\` running? Set API_PORT to move the API`,
+        );
+      }
+      startApps(tc, config, model, sup);
+      const api = sup.apps.find((a) => a.name === 'api');
+      if (api) apiUp = await waitForApi(api, config.API_PORT, 90_000);
+    }
+    if (sup.isStopping) return;
+    printBanner(config, uiUrl, model, apiUp, servicesOnly);
+  } catch (err) {
+    await sup.stop();
+    throw err;
+  }
+}
+
+run().catch((err) => {
+  console.error(`[dev] ${(err as Error).message ?? err}`);
+  process.exit(1);
+});

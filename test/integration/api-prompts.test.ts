@@ -1,0 +1,243 @@
+/**
+ * The API against real components: a Temporal dev server, the moto emulator, the real Ollama node with the
+ * real small model, and in-process orchestrator + llm workers. POST /prompts → 202 → GET /prompts/:id.
+ */
+import request from 'supertest';
+import pino from 'pino';
+import type { Worker } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import type { Express } from 'express';
+import { createApp } from '../../api/app';
+import { createCatalog } from '../../activities/llm/catalog';
+import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
+import { createLlmWorkers } from '../../workers/llm';
+import { createOrchestratorWorker } from '../../workers/orchestrator';
+import { SearchAttribute } from '../../common/types';
+import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { startFakeOllama } from '../helpers/fake-ollama';
+
+jest.setTimeout(180_000);
+
+const KEY_A = 'key-tenant-a';
+const KEY_B = 'key-tenant-b';
+const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let env: TestWorkflowEnvironment;
+let storage: Storage;
+let workers: Worker[] = [];
+let running: Promise<unknown>;
+let app: Express;
+let stoppedNodeUrl: string;
+let startCalls = 0;
+
+beforeAll(async () => {
+  env = await createTemporalEnv();
+  const config = testConfig({ API_KEYS: `${KEY_A}:tenant-a,${KEY_B}:tenant-b`, S3_BUCKET: uid('api') });
+  storage = createStorage(config);
+  await ensureStorage(storage);
+
+  // A node that was up once and is gone now: the catalog must report it, not hang on it.
+  const stopped = await startFakeOllama({ models: ['ghost:1b'], script: () => 'never' });
+  stoppedNodeUrl = stopped.url;
+  await stopped.close();
+
+  const orchestrator = await createOrchestratorWorker({
+    connection: env.nativeConnection,
+    config,
+    storage,
+    // Only the workflow under test is bundled: faster, and independent of the other workflows' files.
+    overrides: { workflowsPath: require.resolve('../../workflows/prompt-workflow') },
+  });
+  const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
+  workers = [orchestrator, ...llm];
+  running = Promise.all(workers.map((w) => w.run()));
+
+  // Count every workflow start the API makes, to prove rejected requests start nothing.
+  const start = env.client.workflow.start.bind(env.client.workflow);
+  env.client.workflow.start = ((...args: Parameters<typeof start>) => {
+    startCalls++;
+    return start(...args);
+  }) as typeof start;
+
+  const catalog = createCatalog({
+    nodes: [...config.OLLAMA_NODES, { id: 'stopped', url: stoppedNodeUrl }],
+    nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
+    temporal: env.client,
+    namespace: 'default',
+    cacheMs: 0,
+  });
+  app = createApp({ config, temporal: env.client, storage, catalog, logger: pino({ level: 'silent' }) });
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+  await running?.catch(() => undefined);
+  await env?.teardown();
+  storage?.close();
+});
+
+/** Polls GET /prompts/:id until the prompt leaves `running` (bounded by the jest timeout, not by speed). */
+async function waitForPrompt(id: string, key = KEY_A): Promise<request.Response> {
+  for (;;) {
+    const res = await request(app).get(`/prompts/${id}`).set(auth(key));
+    if (res.status !== 200 || res.body.status !== 'running') return res;
+    await sleep(250);
+  }
+}
+
+describe('POST /prompts → GET /prompts/:id', () => {
+  it('runs a prompt on the real model and reports the result with Ollama’s token counts', async () => {
+    const accepted = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .send({ modelId: services.model, prompt: 'Say hello in one word.', options: { num_predict: 8, temperature: 0 } });
+    expect(accepted.status).toBe(202);
+    const { id } = accepted.body;
+    expect(id).toMatch(/^prompt-[0-9a-f-]{36}$/);
+    expect(accepted.body).toMatchObject({
+      status: 'running',
+      statusUrl: expect.stringMatching(new RegExp(`/prompts/${id}$`)),
+    });
+    expect(accepted.body.webUiUrl).toContain(`/namespaces/default/workflows/${id}`);
+    expect(accepted.headers.location).toBe(`/prompts/${id}`);
+
+    const done = await waitForPrompt(id);
+    expect(done.status).toBe(200);
+    expect(done.body.status).toBe('completed');
+    expect(done.body.modelId).toBe(services.model);
+    expect(done.body.result.model).toBe(services.model);
+    expect(done.body.result.nodeId).toBe('node-1');
+    expect(typeof done.body.result.content).toBe('string');
+    expect(done.body.result.content.trim().length).toBeGreaterThan(0);
+    expect(done.body.result.usage.promptTokens).toBeGreaterThan(0);
+    expect(done.body.result.usage.completionTokens).toBeGreaterThan(0);
+    expect(done.body.closedAt).toBeDefined();
+
+    // Visible in the Web UI / visibility queries under the tenant's name.
+    const desc = await env.client.workflow.getHandle(id).describe();
+    expect(desc.typedSearchAttributes.get(defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD'))).toBe('prompt');
+    expect(desc.typedSearchAttributes.get(defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD'))).toBe(
+      'tenant-a',
+    );
+
+    // Another tenant cannot see it: the same 404 as for an id that does not exist.
+    const foreign = await request(app).get(`/prompts/${id}`).set(auth(KEY_B));
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.error.code).toBe('not_found');
+    const missing = await request(app)
+      .get(`/prompts/prompt-${'0'.repeat(8)}-missing`)
+      .set(auth(KEY_A));
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.code).toBe('not_found');
+  });
+
+  it('answers a chat (messages) as well', async () => {
+    const accepted = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .send({
+        modelId: services.model,
+        messages: [{ role: 'user', content: 'Name one colour.' }],
+        options: { num_predict: 8, temperature: 0 },
+      });
+    expect(accepted.status).toBe(202);
+    const done = await waitForPrompt(accepted.body.id);
+    expect(done.body.status).toBe('completed');
+    expect(done.body.result.usage.completionTokens).toBeGreaterThan(0);
+  });
+
+  it('the same Idempotency-Key returns the same prompt; reused with another body it is a 409', async () => {
+    const body = { modelId: services.model, prompt: 'Count to three.', options: { num_predict: 4 } };
+    const key = uid('idem');
+    const first = await request(app).post('/prompts').set(auth(KEY_A)).set('Idempotency-Key', key).send(body);
+    const again = await request(app).post('/prompts').set(auth(KEY_A)).set('Idempotency-Key', key).send(body);
+    expect(first.status).toBe(202);
+    expect(again.status).toBe(202);
+    expect(again.body.id).toBe(first.body.id);
+
+    // After it completed, the key still names the same prompt (no second run).
+    expect((await waitForPrompt(first.body.id)).body.status).toBe('completed');
+    const later = await request(app).post('/prompts').set(auth(KEY_A)).set('Idempotency-Key', key).send(body);
+    expect(later.status).toBe(202);
+    expect(later.body.id).toBe(first.body.id);
+
+    const changed = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .set('Idempotency-Key', key)
+      .send({ ...body, prompt: 'Something else.' });
+    expect(changed.status).toBe(409);
+    expect(changed.body.error.code).toBe('idempotency_conflict');
+
+    // Keys are per tenant: tenant B's identical key is a different prompt.
+    const otherTenant = await request(app).post('/prompts').set(auth(KEY_B)).set('Idempotency-Key', key).send(body);
+    expect(otherTenant.status).toBe(202);
+    expect(otherTenant.body.id).not.toBe(first.body.id);
+    expect((await waitForPrompt(otherTenant.body.id, KEY_B)).body.status).toBe('completed');
+  });
+
+  it('rejects a model no node serves with 400, before any workflow starts', async () => {
+    const before = startCalls;
+    const res = await request(app).post('/prompts').set(auth(KEY_A)).send({ modelId: 'ghost:1b', prompt: 'hi' });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('model_not_found');
+    expect(startCalls).toBe(before);
+  });
+});
+
+describe('GET /models and /readyz', () => {
+  it('lists the real model as available with live pollers, and the stopped node as unavailable', async () => {
+    let res: request.Response;
+    // The llm worker's first poll may land just after it starts; pollers appear once it has polled.
+    for (;;) {
+      res = await request(app).get('/models').set(auth(KEY_A));
+      const model = res.body.models?.find((m: { name: string }) => m.name === services.model);
+      if (model?.pollers > 0) break;
+      await sleep(250);
+    }
+    expect(res.status).toBe(200);
+    const model = res.body.models.find((m: { name: string }) => m.name === services.model);
+    expect(model).toMatchObject({ available: true, queue: `ainode-llm.${services.model}` });
+    expect(model.nodes).toEqual([expect.objectContaining({ id: 'node-1', available: true })]);
+
+    const stopped = res.body.nodes.find((n: { id: string }) => n.id === 'stopped');
+    expect(stopped).toMatchObject({ available: false, models: [] });
+    expect(stopped.error).toMatch(/ECONNREFUSED/);
+    expect(res.body.models.some((m: { name: string }) => m.name === 'ghost:1b')).toBe(false);
+  });
+
+  it('/readyz reports each dependency; the stopped node makes it 503', async () => {
+    const res = await request(app).get('/readyz');
+    expect(res.body.checks.temporal).toMatchObject({ ok: true });
+    expect(res.body.checks.storage).toMatchObject({ ok: true });
+    expect(res.body.checks['ollama:node-1']).toMatchObject({ ok: true });
+    expect(res.body.checks['ollama:stopped']).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/ECONNREFUSED/),
+    });
+    expect(res.body.checks.docker).toHaveProperty('ok');
+    expect(res.status).toBe(503);
+    expect(res.body.status).toBe('not_ready');
+  });
+
+  it('/readyz is 200 exactly when every check passes', async () => {
+    const config = testConfig({ API_KEYS: `${KEY_A}:tenant-a` });
+    const healthy = createApp({
+      config,
+      temporal: env.client,
+      storage,
+      catalog: createCatalog({ nodes: config.OLLAMA_NODES, nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS }),
+      logger: pino({ level: 'silent' }),
+    });
+    const res = await request(healthy).get('/readyz');
+    const checks = Object.values(res.body.checks as Record<string, { ok: boolean }>);
+    expect(Object.keys(res.body.checks).sort()).toEqual(['docker', 'ollama:node-1', 'storage', 'temporal']);
+    expect(res.body.checks['ollama:node-1'].ok).toBe(true);
+    // Docker is part of readiness (jobs need it): whatever its state here, the answer must follow the checks.
+    const allOk = checks.every((c) => c.ok);
+    expect(res.status).toBe(allOk ? 200 : 503);
+    expect(res.body.status).toBe(allOk ? 'ready' : 'not_ready');
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * promptWorkflow end to end on a real Temporal dev server: an in-process llm worker (createLlmWorkers)
+ * against the real Ollama node `npm test` started, with the real small model.
+ */
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { SearchAttribute } from '../../common/types';
+import { createLlmWorkers } from '../../workers/llm';
+import { promptStatusQuery } from '../../workflows/definitions';
+import { promptWorkflow } from '../../workflows/prompt-workflow';
+import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+
+jest.setTimeout(180_000);
+
+describe('promptWorkflow with the real model', () => {
+  let env: TestWorkflowEnvironment;
+  let workers: Worker[] = [];
+  let running: Promise<void>[] = [];
+  const taskQueue = uid('orchestrator');
+
+  beforeAll(async () => {
+    env = await createTemporalEnv();
+    const config = testConfig({ NODE_ID: 'node-1' });
+    const llmWorkers = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 30_000 });
+    // An orchestrator-like worker with only this workflow, so other workflows' bundles play no part here.
+    const orchestrator = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowsPath: require.resolve('../../workflows/prompt-workflow'),
+    });
+    workers = [...llmWorkers, orchestrator];
+    running = workers.map((w) => w.run());
+  });
+
+  afterAll(async () => {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.all(running);
+    await env?.teardown();
+  });
+
+  it('answers a prompt with text and Ollama’s own non-zero token counts', async () => {
+    const workflowId = uid('prompt');
+    const result = await env.client.workflow.execute(promptWorkflow, {
+      taskQueue,
+      workflowId,
+      args: [
+        { modelId: services.model, prompt: 'Name one colour.', options: { num_predict: 16, temperature: 0, seed: 1 } },
+      ],
+    });
+    expect(result.content.trim().length).toBeGreaterThan(0);
+    expect(result.nodeId).toBe('node-1');
+    expect(result.model).toBe(services.model);
+    expect(result.usage.promptTokens).toBeGreaterThan(0);
+    expect(result.usage.completionTokens).toBeGreaterThan(0);
+    expect(result.usage.completionTokens).toBeLessThanOrEqual(16);
+    expect(result.usage.totalTokens).toBe(result.usage.promptTokens + result.usage.completionTokens);
+
+    const handle = env.client.workflow.getHandle(workflowId);
+    expect(await handle.query(promptStatusQuery)).toMatchObject({ phase: 'completed', nodeId: 'node-1' });
+    const { searchAttributes } = await handle.describe();
+    expect(searchAttributes[SearchAttribute.Kind]).toEqual(['prompt']);
+    expect(searchAttributes[SearchAttribute.ModelId]).toEqual([services.model]);
+
+    // The Web UI shows the activity's summary: model and purpose.
+    const history = await handle.fetchHistory();
+    const scheduled = history.events?.find((e) => e.activityTaskScheduledEventAttributes);
+    expect(scheduled?.activityTaskScheduledEventAttributes?.activityType?.name).toBe('llmGenerate');
+    const summary = scheduled?.userMetadata?.summary?.data;
+    expect(summary && JSON.parse(Buffer.from(summary).toString())).toBe(`${services.model} · prompt`);
+  });
+
+  it('answers chat messages the same way', async () => {
+    const result = await env.client.workflow.execute(promptWorkflow, {
+      taskQueue,
+      workflowId: uid('prompt'),
+      args: [
+        {
+          modelId: services.model,
+          messages: [
+            { role: 'system', content: 'You answer in one word.' },
+            { role: 'user', content: 'What colour is grass?' },
+          ],
+          options: { num_predict: 16, temperature: 0 },
+        },
+      ],
+    });
+    expect(result.content.trim().length).toBeGreaterThan(0);
+    expect(result.usage.promptTokens).toBeGreaterThan(0);
+    expect(result.usage.completionTokens).toBeGreaterThan(0);
+  });
+
+  it('rejects a request with both prompt and messages, without retrying', async () => {
+    const workflowId = uid('prompt');
+    await expect(
+      env.client.workflow.execute(promptWorkflow, {
+        taskQueue,
+        workflowId,
+        args: [{ modelId: services.model, prompt: 'a', messages: [{ role: 'user', content: 'b' }] }],
+      }),
+    ).rejects.toMatchObject({ cause: { type: 'InvalidRequest' } });
+    expect(await env.client.workflow.getHandle(workflowId).query(promptStatusQuery)).toMatchObject({ phase: 'failed' });
+  });
+});

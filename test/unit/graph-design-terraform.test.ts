@@ -1,0 +1,98 @@
+/** The design graph's pure pieces: block splitting/combining, plan levels, HCL rendering, and validation. */
+import { combineTerraform, splitBlocks } from '../../activities/terraform/combine';
+import { staticValidate, validateTerraform } from '../../activities/terraform/validate';
+import { normalizePlan, planLevels, renderResource } from '../../workflows/infra-design-common';
+import type { PlannedResource } from '../../workflows/infra-design-types';
+
+jest.setTimeout(60_000);
+
+const bucket = `resource "aws_s3_bucket" "data" {
+  bucket = "acme-data-\${var.env}"
+  tags = { note = "braces } in strings { are fine" }
+}`;
+
+test('splitBlocks finds top-level blocks through fences, prose, strings and heredocs', () => {
+  const text = [
+    'Here is the code:',
+    '```hcl',
+    bucket,
+    'variable "env" {\n  default = "dev"\n}',
+    'locals {\n  policy = <<EOT\n{ "a": "}" }\nEOT\n}',
+    '```',
+  ].join('\n');
+  const blocks = splitBlocks(text);
+  expect(blocks.map((b) => b.header)).toEqual(['resource "aws_s3_bucket" "data"', 'variable "env"', 'locals']);
+  expect(blocks[0]!.text.endsWith('}')).toBe(true);
+  expect(blocks[2]!.text).toContain('EOT\n}');
+});
+
+test('combineTerraform splits into four files, dedups blocks and declares providers', async () => {
+  const files = combineTerraform([bucket, bucket + '\n\nvariable "env" {\n  default = "dev"\n}', 'output "arn" {\n  value = aws_s3_bucket.data.arn\n}'], {
+    region: 'ap-northeast-2',
+  });
+  expect(Object.keys(files).sort()).toEqual(['main.tf', 'outputs.tf', 'providers.tf', 'variables.tf']);
+  expect(files['main.tf']!.match(/resource "aws_s3_bucket" "data"/g)).toHaveLength(1);
+  expect(files['providers.tf']).toContain('source = "hashicorp/aws"');
+  expect(files['providers.tf']).toContain('region = var.region');
+  expect(files['variables.tf']).toContain('default     = "ap-northeast-2"');
+  expect(files['outputs.tf']).toContain('output "arn"');
+  const v = await staticValidate(files);
+  expect(v).toEqual([]);
+});
+
+test('staticValidate reports parse errors, unresolved references, undeclared providers and duplicates', async () => {
+  const diags = await staticValidate({
+    'main.tf':
+      'resource "aws_s3_bucket" "a" {\n  bucket = var.missing\n  policy = aws_iam_policy.nope.arn\n}\n' +
+      'resource "aws_s3_bucket" "a" {\n  bucket = "x"\n}\n',
+    'broken.tf': 'resource "aws_s3_bucket" "b" {\n  bucket = \n}\n',
+  });
+  const checks = diags.map((d) => d.check).sort();
+  expect(checks).toEqual(['duplicate', 'hcl-parse', 'provider', 'reference', 'reference']);
+  expect(diags.find((d) => d.check === 'hcl-parse')?.file).toBe('broken.tf');
+  expect(diags.map((d) => d.message).join('\n')).toContain('var.missing');
+  expect(diags.map((d) => d.message).join('\n')).toContain('aws_iam_policy.nope');
+});
+
+test('validateTerraform without a binary says terraform was not run, and why', async () => {
+  const v = await validateTerraform({ 'main.tf': 'variable "x" {\n  default = 1\n}\n' }, { terraformBin: undefined });
+  expect(v.ok).toBe(true);
+  expect(v.terraform).toEqual({ ran: false, reason: 'no terraform or tofu binary on PATH' });
+  expect(v.output).toContain('terraform validate not run');
+});
+
+const res = (id: string, dependsOn: string[] = []): PlannedResource => ({
+  id,
+  type: 'aws_s3_bucket',
+  name: id,
+  dependsOn,
+  requirements: '',
+});
+
+test('planLevels sorts topologically and reports cycles and unknown dependencies', () => {
+  expect(planLevels([res('c', ['a', 'b']), res('a'), res('b', ['a'])])).toEqual({ levels: [['a'], ['b'], ['c']] });
+  expect(planLevels([res('a'), res('b'), res('c', ['a'])])).toEqual({ levels: [['a', 'b'], ['c']] });
+  expect(planLevels([res('a', ['b']), res('b', ['a'])])).toEqual({ error: 'dependency cycle among: a, b' });
+  expect(planLevels([res('a', ['zzz'])])).toEqual({ error: 'resource "a" depends on unknown resource "zzz"' });
+  expect(normalizePlan({ resources: [] })).toEqual({ error: 'the plan has no resources' });
+  expect(normalizePlan({ resources: [res('a'), res('a')] })).toEqual({ error: 'resource id "a" appears twice' });
+});
+
+test('renderResource always yields HCL the parser accepts, with references unquoted', async () => {
+  const vpc: PlannedResource = { id: 'vpc', type: 'aws_vpc', name: 'Main VPC', dependsOn: [], requirements: '' };
+  const normalized = normalizePlan({ resources: [vpc] });
+  const r = 'resources' in normalized ? normalized.resources[0]! : vpc;
+  const hcl = renderResource(
+    r,
+    {
+      attributes: { cidr_block: '10.0.0.0/16', enable_dns: true, count: 2, tags: { Name: 'main "quoted"', 'bad key': 'x' } },
+      blocks: [{ type: 'timeouts', attributes: { create: '10m' } }],
+      outputs: [{ name: 'id', value: 'aws_vpc.main_vpc.id' }],
+    },
+    [r],
+  );
+  expect(hcl).toContain('resource "aws_vpc" "main_vpc" {');
+  expect(hcl).toContain('value = aws_vpc.main_vpc.id');
+  const diags = await staticValidate({ 'main.tf': hcl, 'providers.tf': 'provider "aws" {}\n' });
+  expect(diags).toEqual([]);
+});

@@ -1,0 +1,99 @@
+/**
+ * The executor worker: one per Docker host, polling `ainode-executor` for `runJobContainer`. At start it
+ * removes containers and work dirs that a previous life of this executor left behind (it died mid-job;
+ * Temporal retries that job's activity after the heartbeat timeout, here or on another executor).
+ */
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { Client, Connection } from '@temporalio/client';
+import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import { cleanupExecutor, createExecutorActivities, type ExecutorDeps } from '../activities/executor';
+import { createStorage, ensureStorage, type Storage } from '../activities/storage/clients';
+import { loadConfig, type Config } from '../common/config';
+import { createLogger, type Logger } from '../common/logger';
+import { EXECUTOR_QUEUE } from '../common/task-queues';
+import { connectWorker, installRuntimeLogger, runUntilSignal } from './shared';
+
+/** Jobs per executor at once; each is a container with its own memory and CPU limits. */
+const MAX_CONCURRENT_JOBS = 16;
+/** A running job is killed on shutdown past this grace (its activity is retried elsewhere). */
+const SHUTDOWN_GRACE = '10 seconds';
+
+export interface ExecutorWorkerOptions {
+  connection: NativeConnection;
+  /** For the AI gateway's Workflow Updates. */
+  client: Client;
+  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'JOB_RUNTIME_IMAGE' | 'DOCKER_SOCKET' | 'GATEWAY_SOCKET_DIR'>;
+  storage: Storage;
+  docker?: Docker;
+  /** Stable per host (default: the hostname); orphans are found by this label. */
+  executorId?: string;
+  workRoot?: string;
+  logger?: Logger;
+  overrides?: Partial<WorkerOptions>;
+}
+
+/** Default executor id: stable across restarts on the same host, so a restart finds its orphans. */
+export function defaultExecutorId(): string {
+  return `exec-${hostname()}`.replace(/[^\w.-]/g, '-');
+}
+
+export async function createExecutorWorker(
+  opts: ExecutorWorkerOptions,
+): Promise<{ worker: Worker; removed: string[] }> {
+  const { config } = opts;
+  const executorId = opts.executorId ?? defaultExecutorId();
+  const deps: ExecutorDeps = {
+    docker: opts.docker ?? new Docker({ socketPath: config.DOCKER_SOCKET }),
+    storage: opts.storage,
+    client: opts.client,
+    executorId,
+    image: config.JOB_RUNTIME_IMAGE,
+    workRoot: opts.workRoot ?? path.join(tmpdir(), 'ainode-jobs', executorId),
+    socketDir: config.GATEWAY_SOCKET_DIR,
+    logger: opts.logger,
+  };
+  const removed = await cleanupExecutor(deps);
+  if (removed.length) opts.logger?.warn({ removed }, `removed ${removed.length} orphaned job container(s)`);
+  const worker = await Worker.create({
+    connection: opts.connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: EXECUTOR_QUEUE,
+    identity: `${executorId}:${process.pid}`,
+    activities: createExecutorActivities(deps),
+    maxConcurrentActivityTaskExecutions: MAX_CONCURRENT_JOBS,
+    // Heartbeats are how a cancel reaches a running job: send them promptly, not once per 16 s.
+    maxHeartbeatThrottleInterval: '1 second',
+    shutdownGraceTime: SHUTDOWN_GRACE,
+    ...opts.overrides,
+  });
+  return { worker, removed };
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  installRuntimeLogger(config.LOG_LEVEL);
+  const logger = createLogger('executor', config);
+  const storage = createStorage(config);
+  const connection = await connectWorker(config);
+  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    await ensureStorage(storage);
+    const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+    const { worker } = await createExecutorWorker({ connection, client, config, storage, logger });
+    logger.info(`executor worker polling ${EXECUTOR_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
+    await runUntilSignal([worker]);
+  } finally {
+    await connection.close();
+    await clientConnection.close();
+    storage.close();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

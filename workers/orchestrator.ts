@@ -1,0 +1,87 @@
+/**
+ * The orchestrator worker: every workflow, plus the light activities they need (storage, validation,
+ * channel replies) on `ainode-orchestrator`. LLM calls are not here: they run on the llm workers'
+ * per-model queues, and job containers on the executor's queue.
+ */
+import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import { createStorage, ensureStorage, type Storage } from '../activities/storage/clients';
+import { createChatActivities } from '../activities/chat';
+import { createChannelActivities } from '../activities/channel';
+import { createJobsActivities } from '../activities/jobs';
+import { createTerraformActivities } from '../activities/terraform';
+import { createDesignActivities } from '../activities/design';
+import { loadConfig, type Config } from '../common/config';
+import { createLogger, type Logger } from '../common/logger';
+import { ORCHESTRATOR_QUEUE } from '../common/task-queues';
+import { connectWorker, installRuntimeLogger, runUntilSignal } from './shared';
+
+export interface OrchestratorWorkerOptions {
+  connection: NativeConnection;
+  /** Defaults to config.TEMPORAL_NAMESPACE. */
+  namespace?: string;
+  config: Config;
+  storage: Storage;
+  logger?: Logger;
+  /**
+   * Extra Worker options, e.g. a test's own `taskQueue` or a prebuilt `workflowBundle` (bundled once per
+   * suite); a bundle replaces `workflowsPath`.
+   */
+  overrides?: Partial<WorkerOptions>;
+}
+
+/** In-flight activities get this long to finish when the worker stops. */
+const SHUTDOWN_GRACE = '10 seconds';
+
+export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions): Promise<Worker> {
+  const { connection, config, overrides = {} } = opts;
+
+  const activities = {
+    // ---- domain activities: each workflow's helper spreads its factory here (deps from `opts`), e.g.
+    // ...createJobActivities({ storage: opts.storage, config, logger: opts.logger }),
+    ...createChatActivities({ storage: opts.storage }),
+    ...createChannelActivities({
+      storage: opts.storage,
+      callbackUrl: config.CHANNEL_CALLBACK_URL,
+      secret: config.CHANNEL_WEBHOOK_SECRET,
+    }),
+    ...createJobsActivities({ storage: opts.storage, config }),
+    ...createTerraformActivities(),
+    ...createDesignActivities({ storage: opts.storage }),
+    // ---- end of domain activities
+  };
+
+  return Worker.create({
+    connection,
+    namespace: opts.namespace ?? config.TEMPORAL_NAMESPACE,
+    taskQueue: ORCHESTRATOR_QUEUE,
+    ...(overrides.workflowBundle ? {} : { workflowsPath: require.resolve('../workflows') }),
+    activities,
+    shutdownGraceTime: SHUTDOWN_GRACE,
+    ...overrides,
+  });
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  installRuntimeLogger(config.LOG_LEVEL);
+  const logger = createLogger('orchestrator', config);
+  const storage = createStorage(config);
+  const connection = await connectWorker(config);
+  try {
+    // Buckets and tables are created idempotently, so every process may do it at start.
+    await ensureStorage(storage);
+    const worker = await createOrchestratorWorker({ connection, config, storage, logger });
+    logger.info(`orchestrator worker polling ${ORCHESTRATOR_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
+    await runUntilSignal([worker]);
+  } finally {
+    await connection.close();
+    storage.close();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,397 @@
+/**
+ * chatWorkflow: one durable workflow per customer conversation (`chat-<channel>-<chatId>`), fed by the
+ * webhook through signalWithStart. It deduplicates by message id, debounces a burst (quiet window, capped
+ * by a maximum wait), routes the batch with a structured-output LLM call to the product / delivery /
+ * general agent, grounds product answers in the ontology, sends the reply through the channel adapter and
+ * stores the state each turn. A manager's message pauses the bot; the chat continues-as-new before its
+ * history grows large and closes after inactivity.
+ */
+import {
+  condition,
+  continueAsNew,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { ChannelActivities } from '../activities/channel/types';
+import type { ChatActivities, ChatAgent, ChatLine, ChatState, ProductFact } from '../activities/chat/types';
+import type { ChatMessage } from '../common/types';
+import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
+import {
+  chatMessageSignal,
+  chatResumeSignal,
+  chatStatusQuery,
+  type ChatInboundMessage,
+  type ChatStatus,
+} from './definitions';
+import { STORAGE, llmActivities } from './policies';
+
+export interface ChatWorkflowInput {
+  channel: string;
+  chatId: string;
+  model: string;
+  /** Debounce: answer once no message arrived for this long... */
+  quietMs: number;
+  /** ...but never later than this after the first unanswered message. */
+  maxWaitMs: number;
+  /** Close the run after this long without messages (state stays in DynamoDB for the next run). */
+  idleCloseMs: number;
+  /** A manager's message pauses the bot this long, unless resumed earlier. */
+  managerPauseMs: number;
+  /** Answered batches per run before continue-as-new (Temporal may suggest it earlier). */
+  turnLimit: number;
+  /** S3 prefix of the shop's ontology and delivery policy. */
+  shopPrefix: string;
+  /** Set by continue-as-new only. */
+  carried?: ChatCarry;
+}
+
+/** What one run hands to the next. */
+export interface ChatCarry {
+  state: ChatState;
+  pending: PendingMessage[];
+  firstPendingAt?: number;
+  lastMessageAt?: number;
+  lastActivityAt: number;
+}
+
+interface PendingMessage extends ChatInboundMessage {
+  receivedAt: number;
+}
+
+export interface ChatWorkflowResult {
+  turns: number;
+  closedBy: 'idle';
+}
+
+/** Lines kept verbatim in state; older ones are folded into the running summary. */
+export const HISTORY_KEEP = 30;
+/** Message ids remembered for dedup: redeliveries come within minutes, not thousands of messages later. */
+export const SEEN_KEEP = 500;
+const SUMMARY_MAX_CHARS = 2000;
+
+/** Sending a reply: the channel may be briefly down; after ~15 minutes of retries a reply is stale anyway. */
+const CHANNEL_SEND: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 20,
+    nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+  },
+};
+
+/** JSON schema for the router's structured output (Ollama `format`), so even a small model returns JSON. */
+export const ROUTER_SCHEMA = {
+  type: 'object',
+  properties: {
+    agent: { type: 'string', enum: ['product', 'delivery', 'general'] },
+    reason: { type: 'string' },
+  },
+  required: ['agent', 'reason'],
+} as const;
+
+const ROUTER_SYSTEM =
+  'You route messages from customers of an online shop to the right agent. Answer with JSON ' +
+  '{"agent": ..., "reason": ...}. agent is "product" for questions about products, prices, stock, sizes or ' +
+  'colours; "delivery" for shipping, delivery times or costs, tracking and returns; "general" for anything ' +
+  'else (greetings, thanks, complaints). reason is one short sentence.';
+
+export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkflowResult> {
+  const chat = proxyActivities<ChatActivities>(STORAGE);
+  const channel = proxyActivities<ChannelActivities>(CHANNEL_SEND);
+  const llm = llmActivities(input.model);
+  const { workflowId } = workflowInfo();
+
+  let state: ChatState = input.carried?.state ?? {
+    channel: input.channel,
+    chatId: input.chatId,
+    workflowId,
+    turns: 0,
+    messages: [],
+    summary: '',
+    paused: false,
+    seenIds: [],
+    updatedAt: Date.now(),
+  };
+  const pending: PendingMessage[] = [...(input.carried?.pending ?? [])];
+  let firstPendingAt = input.carried?.firstPendingAt;
+  let lastMessageAt = input.carried?.lastMessageAt;
+  let lastActivityAt = input.carried?.lastActivityAt ?? Date.now();
+  let phase: ChatStatus['phase'] = 'idle';
+  /** Bumped by every accepted message or resume: what the waits below wake on. */
+  let events = 0;
+  let dirty = false;
+  let turnsThisRun = 0;
+
+  setHandler(chatStatusQuery, () => ({
+    channel: input.channel,
+    chatId: input.chatId,
+    turns: state.turns,
+    pending: pending.length,
+    paused: state.paused,
+    pausedUntil: state.pausedUntil,
+    lastAgent: state.lastAgent,
+    // A manager's message pauses at once, even before the main loop gets to run.
+    phase: state.paused ? 'paused' : phase,
+  }));
+
+  // A fresh run (the previous one closed when idle) picks up the stored conversation and its seen ids.
+  // Signals that arrive meanwhile are buffered until their handler is set below.
+  if (!input.carried) {
+    const stored = await chat.loadChatState({ channel: input.channel, chatId: input.chatId });
+    if (stored) state = { ...stored, workflowId };
+  }
+  const seen = new Set(state.seenIds);
+
+  const record = (line: ChatLine) => {
+    state.messages.push(line);
+    if (state.messages.length > HISTORY_KEEP) {
+      const old = state.messages.splice(0, state.messages.length - HISTORY_KEEP);
+      state.summary = foldSummary(state.summary, old);
+    }
+  };
+
+  setHandler(chatMessageSignal, (msg) => {
+    if (seen.has(msg.id)) return;
+    seen.add(msg.id);
+    state.seenIds.push(msg.id);
+    if (state.seenIds.length > SEEN_KEEP) seen.delete(state.seenIds.shift()!);
+    const now = Date.now();
+    lastActivityAt = now;
+    events++;
+    if (msg.personType === 'manager') {
+      // The human takes over: what the bot had not answered yet is now theirs.
+      for (const p of pending.splice(0))
+        record({ role: 'customer', text: p.text, at: p.receivedAt, id: p.id, held: true });
+      firstPendingAt = lastMessageAt = undefined;
+      record({ role: 'manager', text: msg.text, at: now, id: msg.id });
+      state.paused = true;
+      state.pausedUntil = now + input.managerPauseMs;
+      dirty = true;
+      return;
+    }
+    if (state.paused) {
+      record({ role: 'customer', text: msg.text, at: now, id: msg.id, held: true });
+      dirty = true;
+      return;
+    }
+    pending.push({ ...msg, receivedAt: now });
+    firstPendingAt ??= now;
+    lastMessageAt = now;
+  });
+
+  setHandler(chatResumeSignal, () => {
+    if (!state.paused) return;
+    state.paused = false;
+    state.pausedUntil = undefined;
+    lastActivityAt = Date.now();
+    dirty = true;
+    events++;
+  });
+
+  const save = async () => {
+    dirty = false;
+    state.updatedAt = Date.now();
+    await chat.saveChatState(state);
+  };
+
+  for (;;) {
+    if (state.paused && state.pausedUntil !== undefined && Date.now() >= state.pausedUntil) {
+      state.paused = false;
+      state.pausedUntil = undefined;
+      dirty = true;
+    }
+    if (dirty) await save();
+
+    if (state.paused || pending.length === 0) {
+      phase = state.paused ? 'paused' : 'idle';
+      const now = Date.now();
+      const idleAt = lastActivityAt + input.idleCloseMs;
+      if (now >= idleAt) {
+        phase = 'idle';
+        await save();
+        return { turns: state.turns, closedBy: 'idle' };
+      }
+      const wakeAt = state.paused && state.pausedUntil !== undefined ? Math.min(idleAt, state.pausedUntil) : idleAt;
+      const seenEvents = events;
+      // `dirty` too: a held message may have arrived while the previous save was in flight.
+      await condition(() => events !== seenEvents || dirty, Math.max(1, wakeAt - now));
+      continue;
+    }
+
+    // Debounce: wait until the chat is quiet, but never past the maximum wait since the first message.
+    phase = 'debouncing';
+    while (!state.paused && pending.length > 0) {
+      const until = Math.min((lastMessageAt ?? 0) + input.quietMs, (firstPendingAt ?? 0) + input.maxWaitMs);
+      const now = Date.now();
+      if (until <= now) break;
+      const seenEvents = events;
+      await condition(() => events !== seenEvents, until - now);
+    }
+    if (state.paused || pending.length === 0) continue;
+
+    // Everything that arrives from here on waits for the next batch.
+    const batch = pending.splice(0);
+    firstPendingAt = lastMessageAt = undefined;
+    phase = 'answering';
+    await answer(batch);
+    phase = 'idle';
+    turnsThisRun++;
+    lastActivityAt = Date.now();
+
+    if (turnsThisRun >= input.turnLimit || workflowInfo().continueAsNewSuggested) {
+      log.info('chat continues as new', { turns: state.turns, turnsThisRun });
+      await continueAsNew<typeof chatWorkflow>({
+        ...input,
+        carried: { state, pending, firstPendingAt, lastMessageAt, lastActivityAt },
+      });
+    }
+  }
+
+  async function answer(batch: PendingMessage[]): Promise<void> {
+    const history = state.messages.slice();
+    const texts = batch.map((m) => m.text);
+    for (const m of batch) record({ role: 'customer', text: m.text, at: m.receivedAt, id: m.id });
+
+    const agent = await route(texts, history);
+    const prompt = await chat.buildAgentPrompt({
+      agent,
+      shopPrefix: input.shopPrefix,
+      summary: state.summary,
+      history,
+      batch: texts,
+    });
+    const res = await llm.llmChat({
+      model: input.model,
+      messages: prompt.messages,
+      options: { temperature: 0.2, num_predict: 200 },
+      purpose: `chat ${input.chatId}: ${agent} agent`,
+    });
+    let text = res.content.trim();
+    if (agent === 'product') text = groundProductReply(text, prompt.products);
+    if (!text) text = 'Thanks for your message! A colleague will get back to you shortly.';
+
+    state.turns++;
+    state.lastAgent = agent;
+    if (state.paused) {
+      // A manager spoke while this answer was being written: they have the chat now, so it is not sent.
+      log.info('reply dropped: a manager took over', { turn: state.turns });
+      await save();
+      return;
+    }
+    const replyId = `${input.channel}:${input.chatId}:${state.turns}`;
+    await channel.deliverChatReply({
+      channel: input.channel,
+      chatId: input.chatId,
+      replyId,
+      turn: state.turns,
+      text,
+      agent,
+      inReplyTo: batch.map((m) => m.id),
+    });
+    record({ role: 'bot', text, at: Date.now(), id: replyId, agent });
+    await save();
+  }
+
+  async function route(texts: string[], history: ChatLine[]): Promise<ChatAgent> {
+    const context = history
+      .slice(-4)
+      .map((l) => `${l.role}: ${l.text}`)
+      .join('\n');
+    const messages: ChatMessage[] = [
+      { role: 'system', content: ROUTER_SYSTEM },
+      {
+        role: 'user',
+        content: `${context ? `Earlier:\n${context}\n\n` : ''}New messages:\n${texts.join('\n')}`,
+      },
+    ];
+    const res = await llm.llmChat({
+      model: input.model,
+      messages,
+      format: ROUTER_SCHEMA as unknown as Record<string, unknown>,
+      options: { temperature: 0, num_predict: 80 },
+      purpose: `chat ${input.chatId}: route`,
+    });
+    return parseRoute(res.content) ?? keywordRoute(texts.join(' '));
+  }
+}
+
+/** The router's agent, or undefined when the model's JSON is unusable. */
+export function parseRoute(content: string): ChatAgent | undefined {
+  try {
+    const v = JSON.parse(content) as { agent?: unknown };
+    return v.agent === 'product' || v.agent === 'delivery' || v.agent === 'general' ? v.agent : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Fallback when structured output failed: cheap keywords beat a wrong agent. */
+export function keywordRoute(text: string): ChatAgent {
+  const t = text.toLowerCase();
+  if (/deliver|shipping|ship |parcel|tracking|return|refund|express/.test(t)) return 'delivery';
+  if (/price|cost|how much|stock|size|colou?r|available|buy/.test(t)) return 'product';
+  return 'general';
+}
+
+const PRICE_RE =
+  /(?:€|\$|£|\b(?:eur|usd|gbp)\b)\s?(\d+(?:[.,]\d{1,2})?)|(\d+(?:[.,]\d{1,2})?)\s?(?:€|\$|£|\b(?:eur|usd|gbp|euros?|dollars?)\b)|\b(\d+[.,]\d{2})\b/gi;
+
+/** Every price-like amount in a text, as numbers. */
+export function extractPrices(text: string): number[] {
+  const out: number[] = [];
+  for (const m of text.matchAll(PRICE_RE)) {
+    const raw = m[1] ?? m[2] ?? m[3];
+    if (raw) out.push(Number(raw.replace(',', '.')));
+  }
+  return out;
+}
+
+/**
+ * The product agent must never state a price the ontology does not have. A reply with any other amount is
+ * replaced by one written from the facts; a reply that names an out-of-stock product without saying so
+ * gets the stock fact appended.
+ */
+export function groundProductReply(reply: string, products: ProductFact[]): string {
+  const allowed = new Set(products.flatMap((p) => (p.price !== undefined ? [Number(p.price)] : [])));
+  const invented = extractPrices(reply).filter((n) => !allowed.has(n));
+  if (invented.length > 0 || !reply) return factsReply(products);
+  const lower = reply.toLowerCase();
+  const saysOut = /out of stock|sold out|not (?:in stock|available)|unavailable/.test(lower);
+  const notes = products
+    .filter((p) => isOut(p) && lower.includes(p.name.toLowerCase()) && !saysOut)
+    .map((p) => `Please note: ${p.name} is currently out of stock.`);
+  return notes.length ? `${reply} ${notes.join(' ')}` : reply;
+}
+
+function isOut(p: ProductFact): boolean {
+  return p.availability === 'OutOfStock' || p.availability === 'SoldOut' || p.availability === 'Discontinued';
+}
+
+/** A plain answer written only from the facts. */
+export function factsReply(products: ProductFact[]): string {
+  if (products.length === 0) {
+    return "I couldn't find that product in our catalogue. A colleague will check and get back to you.";
+  }
+  const lines = products.slice(0, 3).map((p) => {
+    const price = p.price !== undefined ? `costs ${p.price} ${p.currency ?? ''}`.trim() : 'has no listed price';
+    const stock = isOut(p)
+      ? 'it is currently out of stock'
+      : p.availability === 'PreOrder'
+        ? 'it is available for pre-order'
+        : 'it is in stock';
+    return `${p.name} ${price}, and ${stock}.`;
+  });
+  return lines.join(' ');
+}
+
+/** Folds lines that drop out of the kept history into a bounded running summary (newest text kept). */
+export function foldSummary(summary: string, lines: ChatLine[]): string {
+  const add = lines.map((l) => `${l.role}: ${l.text.length > 160 ? `${l.text.slice(0, 157)}...` : l.text}`).join(' | ');
+  const next = summary ? `${summary} | ${add}` : add;
+  return next.length > SUMMARY_MAX_CHARS ? `...${next.slice(next.length - SUMMARY_MAX_CHARS + 3)}` : next;
+}

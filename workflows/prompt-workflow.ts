@@ -1,0 +1,73 @@
+/**
+ * promptWorkflow: one LLM call (`POST /prompts`) as a durable workflow. The call runs as an llm activity on
+ * the model's pinned queue, so it waits durably for a free slot, is retried on another node of the same
+ * model if one dies, and shows up in the Web UI with its model, node and Ollama's token counts.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { ErrorType } from '../common/errors';
+import { SearchAttribute, type ChatMessage, type LlmFormat, type LlmOptions, type LlmUsage } from '../common/types';
+import { promptStatusQuery, type PromptStatus } from './definitions';
+import { llmActivities } from './policies';
+
+export interface PromptWorkflowInput {
+  modelId: string;
+  /** Exactly one of `prompt` (llmGenerate) and `messages` (llmChat). */
+  prompt?: string;
+  messages?: ChatMessage[];
+  /** System prompt for `prompt`; with `messages`, put it in a system message. */
+  system?: string;
+  options?: LlmOptions;
+  format?: LlmFormat;
+}
+
+export interface PromptWorkflowResult {
+  content: string;
+  model: string;
+  /** The node whose llm worker answered. */
+  nodeId: string;
+  usage: LlmUsage;
+  doneReason?: string;
+}
+
+const KindKey = defineSearchAttributeKey(SearchAttribute.Kind, SearchAttributeType.KEYWORD);
+const ModelIdKey = defineSearchAttributeKey(SearchAttribute.ModelId, SearchAttributeType.KEYWORD);
+
+export async function promptWorkflow(input: PromptWorkflowInput): Promise<PromptWorkflowResult> {
+  let status: PromptStatus = { phase: 'running', modelId: input.modelId };
+  setHandler(promptStatusQuery, () => status);
+  // The API may set these at start too; upserting here also covers workflows started by other clients.
+  upsertSearchAttributes([
+    { key: KindKey, value: 'prompt' },
+    { key: ModelIdKey, value: input.modelId },
+  ]);
+
+  try {
+    const hasPrompt = input.prompt !== undefined;
+    const hasMessages = input.messages !== undefined;
+    if (hasPrompt === hasMessages) {
+      throw ApplicationFailure.create({
+        type: ErrorType.InvalidRequest,
+        nonRetryable: true,
+        message: 'promptWorkflow needs exactly one of `prompt` and `messages`',
+      });
+    }
+    // The summary is what the Web UI shows on the activity: which model, and why it was called.
+    const llm = llmActivities(input.modelId, { summary: `${input.modelId} · prompt` });
+    const common = { model: input.modelId, options: input.options, format: input.format, purpose: 'prompt' };
+    const res = hasPrompt
+      ? await llm.llmGenerate({ ...common, prompt: input.prompt ?? '', system: input.system })
+      : await llm.llmChat({ ...common, messages: input.messages ?? [] });
+    status = { phase: 'completed', modelId: input.modelId, nodeId: res.nodeId, usage: res.usage };
+    return { content: res.content, model: res.model, nodeId: res.nodeId, usage: res.usage, doneReason: res.doneReason };
+  } catch (err) {
+    // An activity's own message (e.g. ModelNotFound) is more useful than "Activity task failed".
+    const reason = err instanceof ActivityFailure && err.cause ? err.cause : err;
+    status = {
+      phase: 'failed',
+      modelId: input.modelId,
+      error: reason instanceof Error ? reason.message : String(reason),
+    };
+    throw err;
+  }
+}
