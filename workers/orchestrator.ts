@@ -10,6 +10,8 @@ import { createChannelActivities } from '../activities/channel';
 import { createJobsActivities } from '../activities/jobs';
 import { createTerraformActivities } from '../activities/terraform';
 import { createDesignActivities } from '../activities/design';
+import { createCatalog } from '../activities/llm/catalog';
+import { createModelCheckActivities } from '../activities/llm/model-check';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { ORCHESTRATOR_QUEUE } from '../common/task-queues';
@@ -35,7 +37,10 @@ const SHUTDOWN_GRACE = '10 seconds';
 export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions): Promise<Worker> {
   const { connection, config, overrides = {} } = opts;
 
+  // The catalog answers "is this model served?" for workflows (local activity assertModelServed).
+  const catalog = createCatalog({ nodes: config.OLLAMA_NODES, nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS });
   const activities = {
+    ...createModelCheckActivities({ catalog }),
     // ---- domain activities: each workflow's helper spreads its factory here (deps from `opts`), e.g.
     // ...createJobActivities({ storage: opts.storage, config, logger: opts.logger }),
     ...createChatActivities({ storage: opts.storage }),

@@ -2,10 +2,16 @@
  * Named activity policies: one per profile, each timeout with a one-line why. Workflows proxy activities
  * through these so no number is inlined at call sites.
  */
-import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import {
+  proxyActivities,
+  proxyLocalActivities,
+  type ActivityOptions,
+  type LocalActivityOptions,
+} from '@temporalio/workflow';
 import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
 import { llmQueue } from '../common/task-queues';
 import type { LlmActivities } from '../activities/llm/types';
+import type { ModelCheckActivities } from '../activities/llm/model-check';
 
 /** One LLM call: a small model answers in seconds, but a cold load or a long generation can take minutes. */
 export const LLM_CALL: ActivityOptions = {
@@ -50,4 +56,15 @@ export const CONTAINER_RUN: ActivityOptions = {
 /** The llm activities of `model`, pinned to the queue its nodes poll. */
 export function llmActivities(model: string, overrides: ActivityOptions = {}): LlmActivities {
   return proxyActivities<LlmActivities>({ ...LLM_CALL, ...overrides, taskQueue: llmQueue(model) });
+}
+
+/** Asking the catalog whether a model is served: a local activity, answered from a cache of node replies. */
+export const MODEL_CHECK: LocalActivityOptions = {
+  startToCloseTimeout: '10 seconds',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES] },
+};
+
+/** Fails the workflow with a non-retryable ModelNotFound when no available node serves `model`. */
+export async function assertModelServed(model: string): Promise<void> {
+  await proxyLocalActivities<ModelCheckActivities>(MODEL_CHECK).assertModelServed(model);
 }

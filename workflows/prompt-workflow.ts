@@ -8,7 +8,7 @@ import { ActivityFailure, ApplicationFailure, setHandler, upsertSearchAttributes
 import { ErrorType } from '../common/errors';
 import { SearchAttribute, type ChatMessage, type LlmFormat, type LlmOptions, type LlmUsage } from '../common/types';
 import { promptStatusQuery, type PromptStatus } from './definitions';
-import { llmActivities } from './policies';
+import { assertModelServed, llmActivities } from './policies';
 
 export interface PromptWorkflowInput {
   modelId: string;
@@ -52,6 +52,7 @@ export async function promptWorkflow(input: PromptWorkflowInput): Promise<Prompt
         message: 'promptWorkflow needs exactly one of `prompt` and `messages`',
       });
     }
+    await assertModelServed(input.modelId);
     // The summary is what the Web UI shows on the activity: which model, and why it was called.
     const llm = llmActivities(input.modelId, { summary: `${input.modelId} · prompt` });
     const common = { model: input.modelId, options: input.options, format: input.format, purpose: 'prompt' };

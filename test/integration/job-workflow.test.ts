@@ -179,7 +179,7 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
       limits: { defaultNumPredict: 32 },
     });
     const result = await handle.result();
-    expect(result.status).toBe('succeeded');
+    expect({ status: result.status, error: result.error }).toEqual({ status: 'succeeded', error: undefined });
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toMatch(/^summary: .+/m);
     expect(result.stdout).toMatch(/^tutor: .+/m);

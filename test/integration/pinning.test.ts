@@ -17,6 +17,8 @@ import { ROOT, type Toolchain } from '../../scripts/lib/toolchain';
 import { createLlmWorkers } from '../../workers/llm';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { createCatalog } from '../../activities/llm/catalog';
+import { createModelCheckActivities } from '../../activities/llm/model-check';
 
 jest.setTimeout(600_000);
 
@@ -74,6 +76,12 @@ describe('pinned model queues across two nodes', () => {
       connection: env.nativeConnection,
       taskQueue,
       workflowsPath: require.resolve('../../workflows/prompt-workflow'),
+      activities: createModelCheckActivities({
+        catalog: createCatalog({
+          nodes: [...testConfig().OLLAMA_NODES, { id: 'node-2', url: node2.url }],
+          nodeTimeoutMs: 2000,
+        }),
+      }),
     });
     workers = [...node1Workers, ...node2Workers, orchestrator];
     running = workers.map((w) => w.run());

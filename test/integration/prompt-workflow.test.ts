@@ -9,6 +9,8 @@ import { createLlmWorkers } from '../../workers/llm';
 import { promptStatusQuery } from '../../workflows/definitions';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { createCatalog } from '../../activities/llm/catalog';
+import { createModelCheckActivities } from '../../activities/llm/model-check';
 
 jest.setTimeout(180_000);
 
@@ -27,6 +29,9 @@ describe('promptWorkflow with the real model', () => {
       connection: env.nativeConnection,
       taskQueue,
       workflowsPath: require.resolve('../../workflows/prompt-workflow'),
+      activities: createModelCheckActivities({
+        catalog: createCatalog({ nodes: config.OLLAMA_NODES, nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS }),
+      }),
     });
     workers = [...llmWorkers, orchestrator];
     running = workers.map((w) => w.run());
@@ -87,6 +92,21 @@ describe('promptWorkflow with the real model', () => {
     expect(result.content.trim().length).toBeGreaterThan(0);
     expect(result.usage.promptTokens).toBeGreaterThan(0);
     expect(result.usage.completionTokens).toBeGreaterThan(0);
+  });
+
+  it('fails fast with a non-retryable ModelNotFound for a model no node serves', async () => {
+    const workflowId = uid('prompt');
+    const err = await env.client.workflow
+      .execute(promptWorkflow, { taskQueue, workflowId, args: [{ modelId: 'no-such-model:1b', prompt: 'hello' }] })
+      .then(
+        () => undefined,
+        (e: unknown) => e as { cause?: { type?: string; message?: string; cause?: unknown } },
+      );
+    // A local activity's failure surfaces as the ApplicationFailure itself.
+    expect(err?.cause).toMatchObject({ type: 'ModelNotFound', nonRetryable: true });
+    const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
+    const scheduled = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes);
+    expect(scheduled).toHaveLength(0); // no llm activity was ever queued
   });
 
   it('rejects a request with both prompt and messages, without retrying', async () => {

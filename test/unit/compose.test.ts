@@ -130,6 +130,8 @@ describe('docker-compose.yml', () => {
     const m = mounts(executor);
     expect(m).toContainEqual({ src: '/var/run/docker.sock', dst: env.DOCKER_SOCKET });
     expect(m).toContainEqual({ src: env.GATEWAY_SOCKET_DIR, dst: env.GATEWAY_SOCKET_DIR });
+    // workers/executor.ts puts per-job in/out dirs under $TMPDIR/ainode-jobs; jobs bind-mount them from the host.
+    expect(m).toContainEqual({ src: '/tmp/ainode-jobs', dst: '/tmp/ainode-jobs' });
     expect(executor.depends_on).toHaveProperty(['runtime-image']);
     expect(interpolate(svc('runtime-image').image!)).toBe(env.JOB_RUNTIME_IMAGE);
   });
