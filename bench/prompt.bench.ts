@@ -3,7 +3,7 @@
  * (num_predict 8, fixed seed, temperature 0, the worker's num_ctx so the model is never reloaded) goes N times
  * straight to Ollama and N times through the API: POST /prompts → poll GET /prompts/:id every 5 ms, with the
  * API, the orchestrator worker and the llm worker running in this process against the bench services.
- * Calls alternate (direct, API, direct, ...) so drift on a shared machine hits both sides alike.
+ * Calls alternate in pairs (the order swapped every pair) so drift on a shared machine hits both sides alike.
  * Target (DESIGN.md): ≤ 50 ms p50 added.
  */
 import type { AddressInfo } from 'node:net';
@@ -128,8 +128,16 @@ export const bench: Bench = {
       const diff: number[] = [];
       for (let i = 0; i < N; i++) {
         ctx.signal.throwIfAborted();
-        const dt = await timeMs(() => direct(ctx));
-        const at = await timeMs(() => viaApi(stack.apiUrl, ctx.model));
+        // Swap the order every pair, so "runs right after the other kind" cannot favour one side.
+        let dt = 0;
+        let at = 0;
+        if (i % 2 === 0) {
+          dt = await timeMs(() => direct(ctx));
+          at = await timeMs(() => viaApi(stack.apiUrl, ctx.model));
+        } else {
+          at = await timeMs(() => viaApi(stack.apiUrl, ctx.model));
+          dt = await timeMs(() => direct(ctx));
+        }
         d.push(dt);
         a.push(at);
         diff.push(at - dt);

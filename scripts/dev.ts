@@ -59,6 +59,12 @@ class Supervisor {
   readonly apps: App[] = [];
   private stopping: Promise<void> | undefined;
 
+  /** A service that finishes starting after a Ctrl-C is stopped at once instead of being left behind. */
+  addService(svc: Service): void {
+    this.services.push(svc);
+    if (this.stopping) void stopProcess(svc.proc, SERVICE_STOP_TIMEOUT_MS);
+  }
+
   get isStopping(): boolean {
     return this.stopping !== undefined;
   }
@@ -119,7 +125,7 @@ async function startTemporalOrReuse(tc: Toolchain, config: Config, sup: Supervis
     logFile: path.join(LOG_DIR, 'temporal.log'),
     echo: true,
   });
-  sup.services.push(svc);
+  sup.addService(svc);
   say(`Temporal: started on ${address} (Web UI :${uiPort}, db .ainode/temporal.db) in ${Date.now() - t0} ms`);
   return config.TEMPORAL_UI_URL;
 }
@@ -138,7 +144,7 @@ async function startMotoOrReuse(tc: Toolchain, config: Config, sup: Supervisor):
   }
   if (!isLocal(url)) throw new Error(`the storage endpoint ${url} does not answer, and it is not local to start it`);
   const svc = await startMoto(tc, { port, logFile: path.join(LOG_DIR, 'moto.log') });
-  sup.services.push(svc);
+  sup.addService(svc);
   say(`S3/DynamoDB: started moto on ${url} (log: ${rel(path.join(LOG_DIR, 'moto.log'))})`);
   return url;
 }
@@ -158,7 +164,7 @@ async function startOllamaOrReuse(tc: Toolchain, config: Config, model: string, 
         numParallel: config.OLLAMA_NUM_PARALLEL,
         logFile,
       });
-      sup.services.push(svc);
+      sup.addService(svc);
       say(`Ollama ${node.id}: started on ${node.url} with models from ${tc.ollamaModels} (log: ${rel(logFile)})`);
     }
     try {

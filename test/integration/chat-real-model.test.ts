@@ -89,6 +89,17 @@ it('answers a price question with the real model and states no price the ontolog
     await new Promise((r) => setTimeout(r, 250));
     replies = await listOutboxMessages(storage, CHANNEL, chatId, { limit: 5 });
   }
+  if (replies.length === 0) {
+    // Say why: a failed workflow, or where the turn is stuck (pending activities and their last failure).
+    const desc = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).describe();
+    const pending = desc.raw.pendingActivities?.map((a) => ({
+      type: a.activityType?.name,
+      attempt: a.attempt,
+      state: a.state,
+      lastFailure: a.lastFailure?.message,
+    }));
+    throw new Error(`no reply: workflow ${desc.status.name}, pending ${JSON.stringify(pending)}`);
+  }
   expect(replies).toHaveLength(1);
   const reply = replies[0]!;
   expect(reply.text.trim().length).toBeGreaterThan(0);

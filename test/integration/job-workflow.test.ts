@@ -86,6 +86,8 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
       DYNAMO_TABLE_PREFIX: `${uid('p')}-`,
       GATEWAY_SOCKET_DIR: path.join(os.tmpdir(), uid('gw')),
       PRICE_TABLE: `${FAKE_MODEL}=1/2,*=0.5/0.5`,
+      // The real CPU model shares a small machine with other suites: give each call room, never a race.
+      LLM_CALL_TIMEOUT_MS: '290000',
     });
     storage = createStorage(config);
     await ensureStorage(storage);
@@ -204,7 +206,7 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
     expect(searchAttributes[SearchAttribute.Kind]).toEqual(['job']);
     expect(searchAttributes[SearchAttribute.FunctionId]).toEqual(['fn-test']);
     expect(await containersOfJob(docker, jobId)).toEqual([]);
-  });
+  }, 900_000);
 
   it('meters 32 calls from 16 threads exactly once each', async () => {
     const before = fake.requests.length;
