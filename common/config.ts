@@ -106,6 +106,9 @@ export const ConfigSchema = z.object({
   /** `model=usdPer1kPrompt/usdPer1kCompletion,...`; `*` is the fallback. */
   PRICE_TABLE: priceTable,
 
+  /** A prebuilt workflow bundle (scripts/bundle-workflows.ts); unset = bundle workflows/ at worker start. */
+  WORKFLOW_BUNDLE_PATH: z.string().optional(),
+
   // --- Executor (jobs)
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   JOB_RUNTIME_IMAGE: z.string().default('ainode/python-runtime:latest'),

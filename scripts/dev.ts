@@ -27,6 +27,7 @@ import {
   uploadDir,
 } from './lib/stack';
 import { readToolchain, ROOT, STATE_DIR, type Toolchain } from './lib/toolchain';
+import { bundleWorkflows } from './bundle-workflows';
 
 const USAGE = `Usage: npm start [-- --services-only]
 
@@ -191,8 +192,12 @@ async function prepareStorage(config: Config): Promise<void> {
 }
 
 /** Spawns the workers and the API that exist; warns for those that do not (yet). */
-function startApps(tc: Toolchain, config: Config, model: string, sup: Supervisor): void {
+async function startApps(tc: Toolchain, config: Config, model: string, sup: Supervisor): Promise<void> {
+  const t0 = Date.now();
+  const bundle = await bundleWorkflows();
+  say(`workflow bundle built in ${Date.now() - t0} ms (${rel(bundle)})`);
   const env: NodeJS.ProcessEnv = {
+    WORKFLOW_BUNDLE_PATH: bundle,
     TEMPORAL_ADDRESS: config.TEMPORAL_ADDRESS,
     TEMPORAL_NAMESPACE: config.TEMPORAL_NAMESPACE,
     TEMPORAL_UI_URL: config.TEMPORAL_UI_URL,
@@ -321,7 +326,7 @@ async function run(): Promise<void> {
           `port ${config.API_PORT} is already in use: is another \`npm start\` running? Set API_PORT to move the API`,
         );
       }
-      startApps(tc, config, model, sup);
+      await startApps(tc, config, model, sup);
       const api = sup.apps.find((a) => a.name === 'api');
       if (api) apiUp = await waitForApi(api, config.API_PORT, 90_000);
     }

@@ -59,7 +59,12 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
     connection,
     namespace: opts.namespace ?? config.TEMPORAL_NAMESPACE,
     taskQueue: ORCHESTRATOR_QUEUE,
-    ...(overrides.workflowBundle ? {} : { workflowsPath: require.resolve('../workflows') }),
+    // A prebuilt bundle skips webpack at start (faster, and ~100 MB less RSS); tests may pass their own.
+    ...(overrides.workflowBundle
+      ? {}
+      : config.WORKFLOW_BUNDLE_PATH
+        ? { workflowBundle: { codePath: config.WORKFLOW_BUNDLE_PATH } }
+        : { workflowsPath: require.resolve('../workflows') }),
     activities,
     shutdownGraceTime: SHUTDOWN_GRACE,
     ...overrides,
