@@ -18,7 +18,10 @@ const nodeList = z
   .default('node-1=http://127.0.0.1:11434')
   .transform((s, ctx) => {
     const nodes: { id: string; url: string }[] = [];
-    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const eq = part.indexOf('=');
       const id = eq > 0 ? part.slice(0, eq) : `node-${nodes.length + 1}`;
       const url = eq > 0 ? part.slice(eq + 1) : part;
@@ -37,7 +40,10 @@ const apiKeys = z
   .default('dev-key:dev')
   .transform((s, ctx) => {
     const keys = new Map<string, string>();
-    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const [key, tenant] = part.split(':');
       if (!key || !tenant || key.length < 6) {
         ctx.addIssue({ code: 'custom', message: `"${part}" is not key:tenant (key ≥ 6 characters)` });
@@ -54,7 +60,10 @@ const priceTable = z
   .default('*=0.0001/0.0002')
   .transform((s, ctx) => {
     const prices: Record<string, { prompt: number; completion: number }> = {};
-    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const m = /^(.+)=([\d.]+)\/([\d.]+)$/.exec(part);
       if (!m) {
         ctx.addIssue({ code: 'custom', message: `"${part}" is not model=promptPer1k/completionPer1k` });
@@ -93,7 +102,10 @@ export const ConfigSchema = z.object({
   // --- LLM nodes
   /** This llm worker's node. */
   OLLAMA_URL: z.string().url().default('http://127.0.0.1:11434'),
-  NODE_ID: z.string().regex(/^[\w.-]+$/).default('node-1'),
+  NODE_ID: z
+    .string()
+    .regex(/^[\w.-]+$/)
+    .default('node-1'),
   /** Parallel slots of this node; the worker runs this many LLM activities at once. */
   OLLAMA_NUM_PARALLEL: int(4),
   /** Every node, for the catalog (`GET /models`): `id=url,id=url`. */
@@ -139,7 +151,9 @@ export type Config = z.infer<typeof ConfigSchema>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee .env.example for every variable.`);
+    super(
+      `Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee .env.example for every variable.`,
+    );
     this.name = 'ConfigError';
   }
 }

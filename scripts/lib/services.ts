@@ -107,7 +107,16 @@ export async function startTemporal(
   tc: Toolchain,
   opts: { port: number; uiPort: number; dbFile?: string; logFile: string; echo?: boolean },
 ): Promise<Service> {
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(opts.port), '--ui-port', String(opts.uiPort)];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--ui-port',
+    String(opts.uiPort),
+  ];
   args.push('--log-level', 'warn', '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
   for (const line of readFileSync(path.join(ROOT, 'temporal-config', 'dev-server.flags'), 'utf8').split('\n')) {
     const t = line.trim();
@@ -121,7 +130,10 @@ export async function startTemporal(
 }
 
 /** moto server: S3 + DynamoDB emulator. */
-export async function startMoto(tc: Toolchain, opts: { port: number; logFile: string; echo?: boolean }): Promise<Service> {
+export async function startMoto(
+  tc: Toolchain,
+  opts: { port: number; logFile: string; echo?: boolean },
+): Promise<Service> {
   const proc = spawnService('moto', tc.motoServer, ['-H', '127.0.0.1', '-p', String(opts.port)], {
     logFile: opts.logFile,
     echo: opts.echo,

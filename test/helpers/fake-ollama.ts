@@ -48,7 +48,9 @@ export async function startFakeOllama(opts: {
         const url = req.url ?? '/';
         if (url === '/api/version') return json(200, { version: '0.0.0-fake' });
         if (url === '/api/tags')
-          return json(200, { models: opts.models.map((name) => ({ name, model: name, size: 1, digest: name, details: {} })) });
+          return json(200, {
+            models: opts.models.map((name) => ({ name, model: name, size: 1, digest: name, details: {} })),
+          });
         if (url === '/api/ps') return json(200, { models: [] });
         const parsed = body ? (JSON.parse(body) as Record<string, unknown>) : {};
         const model = String(parsed.model ?? '');
@@ -57,7 +59,8 @@ export async function startFakeOllama(opts: {
           return json(200, { model, embeddings: input.map(() => [0.1, 0.2, 0.3]), prompt_eval_count: input.length });
         }
         if (url !== '/api/chat' && url !== '/api/generate') return json(404, { error: 'not found' });
-        if (!opts.models.includes(model)) return json(404, { error: `model "${model}" not found, try pulling it first` });
+        if (!opts.models.includes(model))
+          return json(404, { error: `model "${model}" not found, try pulling it first` });
         const messages =
           url === '/api/chat'
             ? (parsed.messages as { role: string; content: string }[])
