@@ -257,22 +257,19 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
     const texts = batch.map((m) => m.text);
     for (const m of batch) record({ role: 'customer', text: m.text, at: m.receivedAt, id: m.id });
 
-    const agent = await route(texts, history);
-    const prompt = await chat.buildAgentPrompt({
-      agent,
-      shopPrefix: input.shopPrefix,
-      summary: state.summary,
-      history,
-      batch: texts,
-    });
+    // The prompts are built while the router runs: the reply waits for the slower of the two, not both.
+    const [agent, prompts] = await Promise.all([
+      route(texts, history),
+      chat.buildAgentPrompts({ shopPrefix: input.shopPrefix, summary: state.summary, history, batch: texts }),
+    ]);
     const res = await llm.llmChat({
       model: input.model,
-      messages: prompt.messages,
+      messages: [{ role: 'system', content: prompts.systems[agent] }, ...prompts.turns],
       options: { temperature: 0.2, num_predict: 200 },
       purpose: `chat ${input.chatId}: ${agent} agent`,
     });
     let text = res.content.trim();
-    if (agent === 'product') text = groundProductReply(text, prompt.products);
+    if (agent === 'product') text = groundProductReply(text, prompts.products);
     if (!text) text = 'Thanks for your message! A colleague will get back to you shortly.';
 
     state.turns++;

@@ -165,36 +165,67 @@ export const FIX_SCHEMA = {
 
 // ------------------------------------------------------------------------------------------------ plan
 
-/** Normalises the model's plan: identifiers safe for HCL, duplicates and self-dependencies reported. */
+const PROVIDER_PREFIX = /^(aws|google|azurerm|random|tls|null|local|archive|kubernetes|helm|cloudflare)_/;
+
+/** `S3 Bucket` / `s3-bucket` → `aws_s3_bucket`: small models rarely write the exact Terraform type. */
+export function normalizeType(type: string): string {
+  const t = type
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  if (!t) return '';
+  return PROVIDER_PREFIX.test(t) ? t : `aws_${t}`;
+}
+
+/**
+ * Complete resource objects out of a reply that is not valid JSON as a whole (a small model that repeats
+ * itself until `num_predict` cuts it off): every flat `{...}` with an id or a type.
+ */
+export function salvageResources(content: string): { resources: unknown[] } {
+  const resources: unknown[] = [];
+  for (const m of content.matchAll(/\{[^{}]*\}/g)) {
+    try {
+      const o = JSON.parse(m[0]) as Record<string, unknown>;
+      if (o && (o.id !== undefined || o.type !== undefined)) resources.push(o);
+    } catch {
+      // an incomplete object at the cut-off point
+    }
+  }
+  return { resources };
+}
+
+/**
+ * Normalises the model's plan, repairing slips that need no second opinion (types spelled loosely, repeated
+ * items, a resource listing itself, clashing names) and reporting what does: no resources, or no type.
+ * Unknown dependencies and cycles are left to `planLevels`, whose error goes back to the model.
+ */
 export function normalizePlan(raw: unknown): { resources: PlannedResource[] } | { error: string } {
   const list = (raw as { resources?: unknown })?.resources;
   if (!Array.isArray(list) || list.length === 0) return { error: 'the plan has no resources' };
-  if (list.length > DESIGN_DEFAULTS.maxResources) {
-    return { error: `the plan has ${list.length} resources; at most ${DESIGN_DEFAULTS.maxResources} are allowed` };
-  }
   const resources: PlannedResource[] = [];
   const ids = new Set<string>();
+  const names = new Set<string>();
   for (const r of list as Record<string, unknown>[]) {
-    const id = String(r.id ?? '').trim();
-    const type = String(r.type ?? '').trim();
-    if (!id) return { error: 'a resource has no id' };
-    if (ids.has(id)) return { error: `resource id "${id}" appears twice` };
-    if (!/^[a-z][a-z0-9]*_[a-z0-9_]+$/.test(type)) return { error: `resource "${id}" has an invalid type "${type}"` };
+    if (!r || typeof r !== 'object') continue;
+    const type = normalizeType(String(r.type ?? ''));
+    const id = String(r.id ?? '').trim() || type;
+    if (!type) return { error: `resource "${id}" has no type` };
+    if (ids.has(id)) continue; // repeated item
     ids.add(id);
+    let name = hclName(String(r.name ?? id));
+    for (let i = 2; names.has(`${type}.${name}`); i++) name = `${hclName(String(r.name ?? id))}_${i}`;
+    names.add(`${type}.${name}`);
     resources.push({
       id,
       type,
-      name: hclName(String(r.name ?? id)),
-      dependsOn: Array.isArray(r.dependsOn) ? r.dependsOn.map(String) : [],
+      name,
+      dependsOn: Array.isArray(r.dependsOn) ? [...new Set(r.dependsOn.map(String))].filter((d) => d !== id) : [],
       requirements: String(r.requirements ?? ''),
     });
+    if (resources.length >= DESIGN_DEFAULTS.maxResources) break;
   }
-  const names = new Set<string>();
-  for (const r of resources) {
-    const addr = `${r.type}.${r.name}`;
-    if (names.has(addr)) return { error: `two resources are both named ${addr}` };
-    names.add(addr);
-  }
+  if (resources.length === 0) return { error: 'the plan has no resources' };
   return { resources };
 }
 
@@ -235,8 +266,24 @@ export function hclName(s: string): string {
   return /^[a-z_]/.test(id) ? id : `r_${id || 'resource'}`;
 }
 
-const REFERENCE =
-  /^(var|local|module|data)\.[\w-]+(\.[\w-]+)*(\[[^\]]*\])?(\.[\w-]+)*$|^[a-z][a-z0-9]*_[a-z0-9_]+\.[\w-]+(\.[\w-]+|\[[^\]]*\])*$/;
+const INDEX = String.raw`(\[(\d+|"[\w-]*"|\*)\])`;
+/** A bare Terraform reference (`aws_s3_bucket.main.id`, `var.region`, `data.aws_ami.x.id`, `x.y[0].z`). */
+const REFERENCE = new RegExp(
+  String.raw`^((var|local|module|data)\.[\w-]+|[a-z][a-z0-9]*_[a-z0-9_]+\.[\w-]+)(\.[\w-]+|${INDEX})*$`,
+);
+
+/** Entries with unique keys after `toKey` (HCL rejects a repeated attribute): the first one wins. */
+function uniqueEntries(obj: Record<string, unknown>, toKey: (k: string) => string): [string, unknown][] {
+  const seen = new Set<string>();
+  const out: [string, unknown][] = [];
+  for (const [k, v] of Object.entries(obj ?? {})) {
+    const key = toKey(k);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push([key, v]);
+  }
+  return out;
+}
 
 function renderValue(v: unknown, indent: string): string {
   if (typeof v === 'string') {
@@ -247,21 +294,17 @@ function renderValue(v: unknown, indent: string): string {
   if (v === null || v === undefined) return 'null';
   if (Array.isArray(v)) return `[${v.map((x) => renderValue(x, indent)).join(', ')}]`;
   const inner = `${indent}  `;
-  const lines = Object.entries(v as Record<string, unknown>).map(
-    ([k, x]) => `${inner}${/^[A-Za-z_][\w-]*$/.test(k) ? k : JSON.stringify(k)} = ${renderValue(x, inner)}`,
+  const lines = uniqueEntries(v as Record<string, unknown>, (k) => (/^[A-Za-z_][\w-]*$/.test(k) ? k : JSON.stringify(k))).map(
+    ([k, x]) => `${inner}${k} = ${renderValue(x, inner)}`,
   );
   return lines.length ? `{\n${lines.join('\n')}\n${indent}}` : '{}';
 }
 
 function renderBody(attrs: Record<string, unknown>, indent: string): string[] {
-  return Object.entries(attrs ?? {})
+  // Nested objects stay attribute maps here; the generator lists real nested blocks under `blocks`.
+  return uniqueEntries(attrs, hclName)
     .filter(([k]) => k !== 'depends_on')
-    .map(([k, v]) => {
-      const key = hclName(k);
-      // A nested object whose key names a known block style (e.g. versioning_configuration) stays an attribute
-      // map here; the generator lists real nested blocks under `blocks`.
-      return `${indent}${key} = ${renderValue(v, indent)}`;
-    });
+    .map(([k, v]) => `${indent}${k} = ${renderValue(v, indent)}`);
 }
 
 export interface GeneratedResource {

@@ -29,6 +29,7 @@ import {
   renderResource,
   RESOURCE_SCHEMA,
   ROUTE_SCHEMA,
+  salvageResources,
   tallyOf,
   type GeneratedResource,
   type UsageTally,
@@ -111,7 +112,9 @@ const system = (node: string, text: string): ChatMessage => ({
 const transcript = (s: DesignState) =>
   s.messages.map((m) => `${m.role === 'user' ? 'User' : 'Assistant'}: ${m.content}`).join('\n');
 
-const errorCount = (v: TerraformValidation) => v.diagnostics.filter((d) => d.severity === 'error').length;
+/** Errors of a validation; a file that does not parse outweighs any number of other errors. */
+const errorCount = (v: TerraformValidation) =>
+  v.diagnostics.reduce((n, d) => n + (d.severity !== 'error' ? 0 : d.check === 'hcl-parse' ? 1000 : 1), 0);
 
 /** `ap-northeast-2` out of "Seoul (ap-northeast-2)". */
 export function regionOf(requirements: Record<string, string>): string | undefined {
@@ -234,7 +237,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
         ...retry,
       ], PLAN_SCHEMA);
       const attempts = s.planAttempts + 1;
-      const norm = normalizePlan(parseJson(res.content) ?? {});
+      const norm = normalizePlan(parseJson(res.content) ?? salvageResources(res.content));
       const lv = 'error' in norm ? norm : planLevels(norm.resources);
       const error = 'error' in lv ? lv.error : '';
       if (error && attempts >= 2) {

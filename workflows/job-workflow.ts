@@ -114,7 +114,7 @@ export async function jobWorkflow(input: JobInput): Promise<ExecutionResult> {
           ? await llm.llmChat({
               model,
               messages: req.messages ?? [],
-              options: req.options,
+              options,
               format: req.format,
               purpose: summary,
             })

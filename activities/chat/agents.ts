@@ -46,15 +46,23 @@ export function generalSystemPrompt(): string {
   ].join('\n\n');
 }
 
-/** System prompt, then the recent history as chat turns, then the batch as one user message. */
-export function assembleMessages(system: string, summary: string, history: ChatLine[], batch: string[]): ChatMessage[] {
-  const messages: ChatMessage[] = [
-    { role: 'system', content: summary ? `${system}\n\nEarlier in this conversation: ${summary}` : system },
-  ];
+/** The system prompt with the running summary of what no longer fits in the history. */
+export function withSummary(system: string, summary: string): string {
+  return summary ? `${system}\n\nEarlier in this conversation: ${summary}` : system;
+}
+
+/** The recent history as chat turns, then the batch as one user message. */
+export function conversationTurns(history: ChatLine[], batch: string[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
   for (const line of history.slice(-HISTORY_TO_MODEL)) {
     if (line.role === 'customer') messages.push({ role: 'user', content: line.text });
     else messages.push({ role: 'assistant', content: line.role === 'manager' ? `[manager] ${line.text}` : line.text });
   }
   messages.push({ role: 'user', content: batch.join('\n') });
   return messages;
+}
+
+/** System prompt (with summary), then the recent history as chat turns, then the batch. */
+export function assembleMessages(system: string, summary: string, history: ChatLine[], batch: string[]): ChatMessage[] {
+  return [{ role: 'system', content: withSummary(system, summary) }, ...conversationTurns(history, batch)];
 }

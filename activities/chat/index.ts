@@ -5,10 +5,16 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../common/errors';
 import type { Storage } from '../storage/clients';
-import { assembleMessages, deliverySystemPrompt, generalSystemPrompt, productSystemPrompt } from './agents';
+import {
+  conversationTurns,
+  deliverySystemPrompt,
+  generalSystemPrompt,
+  productSystemPrompt,
+  withSummary,
+} from './agents';
 import { parseOntology, selectProducts } from './ontology';
 import { readChatState, writeChatState } from './state';
-import type { AgentPrompt, BuildAgentPromptInput, ChatActivities, ProductFact } from './types';
+import type { AgentPrompts, BuildAgentPromptsInput, ChatActivities, ProductFact } from './types';
 
 export type { ChatActivities } from './types';
 
@@ -60,33 +66,28 @@ export function createChatActivities(deps: ChatActivityDeps): ChatActivities {
     });
 
   return {
-    async buildAgentPrompt(input: BuildAgentPromptInput): Promise<AgentPrompt> {
-      const { agent, shopPrefix, summary, history, batch } = input;
-      if (agent === 'product') {
-        const source = `${shopPrefix}${ONTOLOGY_FILE}`;
-        const all = (await catalogue(source)) ?? [];
-        // A follow-up ("is it in stock?") names no product: fall back to the latest line that did.
-        const recent = history
-          .slice(-6)
-          .map((l) => [l.text])
-          .reverse();
-        const products = selectProducts(all, [batch, ...recent]);
-        const system = productSystemPrompt(
-          products,
-          all.map((p) => p.name),
-        );
-        return { messages: assembleMessages(system, summary, history, batch), products, source };
-      }
-      if (agent === 'delivery') {
-        const source = `${shopPrefix}${DELIVERY_POLICY_FILE}`;
-        const policy = await cached(`policy:${source}`, () => text(source));
-        return {
-          messages: assembleMessages(deliverySystemPrompt(policy), summary, history, batch),
-          products: [],
-          source,
-        };
-      }
-      return { messages: assembleMessages(generalSystemPrompt(), summary, history, batch), products: [] };
+    async buildAgentPrompts(input: BuildAgentPromptsInput): Promise<AgentPrompts> {
+      const { shopPrefix, summary, history, batch } = input;
+      const [all, policy] = await Promise.all([
+        catalogue(`${shopPrefix}${ONTOLOGY_FILE}`),
+        cached(`policy:${shopPrefix}`, () => text(`${shopPrefix}${DELIVERY_POLICY_FILE}`)),
+      ]);
+      // A follow-up ("is it in stock?") names no product: fall back to the latest line that did.
+      const recent = history
+        .slice(-6)
+        .map((l) => [l.text])
+        .reverse();
+      const products = selectProducts(all ?? [], [batch, ...recent]);
+      const names = (all ?? []).map((p) => p.name);
+      return {
+        systems: {
+          product: withSummary(productSystemPrompt(products, names), summary),
+          delivery: withSummary(deliverySystemPrompt(policy), summary),
+          general: withSummary(generalSystemPrompt(), summary),
+        },
+        turns: conversationTurns(history, batch),
+        products,
+      };
     },
 
     async loadChatState({ channel, chatId }) {

@@ -52,8 +52,7 @@ export interface ProductFact {
   options: { name: string; values: string[] }[];
 }
 
-export interface BuildAgentPromptInput {
-  agent: ChatAgent;
+export interface BuildAgentPromptsInput {
   /** S3 prefix of the shop's data (`<prefix>ontology.ttl`, `<prefix>delivery-policy.md`). */
   shopPrefix: string;
   summary: string;
@@ -63,18 +62,22 @@ export interface BuildAgentPromptInput {
   batch: string[];
 }
 
-export interface AgentPrompt {
-  /** Ready for llmChat: system prompt with the facts, then history, then the batch. */
-  messages: ChatMessage[];
-  /** Products whose facts went into the prompt (product agent); the workflow grounds the reply on them. */
+/**
+ * Every agent's prompt at once, so the workflow builds them while the router runs (one hop less per reply).
+ * An agent's messages for llmChat: `[{role: 'system', content: systems[agent]}, ...turns]`.
+ */
+export interface AgentPrompts {
+  /** System prompt per agent, with its facts (ontology lines or policy text) and the running summary. */
+  systems: Record<ChatAgent, string>;
+  /** Recent history as chat turns, then the batch as one user message; the same for every agent. */
+  turns: ChatMessage[];
+  /** Products whose facts went into the product prompt; the workflow grounds a product reply on them. */
   products: ProductFact[];
-  /** S3 key the facts came from, when any. */
-  source?: string;
 }
 
 export interface ChatActivities {
-  /** Builds the chosen agent's prompt with its facts (ontology or delivery policy from S3). */
-  buildAgentPrompt(input: BuildAgentPromptInput): Promise<AgentPrompt>;
+  /** Builds every agent's prompt with its facts (ontology and delivery policy from S3, cached briefly). */
+  buildAgentPrompts(input: BuildAgentPromptsInput): Promise<AgentPrompts>;
   /** The stored state of a chat, for a fresh run after the previous one closed. */
   loadChatState(input: { channel: string; chatId: string }): Promise<ChatState | undefined>;
   saveChatState(state: ChatState): Promise<void>;

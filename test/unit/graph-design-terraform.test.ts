@@ -1,7 +1,7 @@
 /** The design graph's pure pieces: block splitting/combining, plan levels, HCL rendering, and validation. */
 import { combineTerraform, splitBlocks } from '../../activities/terraform/combine';
 import { staticValidate, validateTerraform } from '../../activities/terraform/validate';
-import { normalizePlan, planLevels, renderResource } from '../../workflows/infra-design-common';
+import { normalizePlan, planLevels, renderResource, salvageResources } from '../../workflows/infra-design-common';
 import type { PlannedResource } from '../../workflows/infra-design-types';
 
 jest.setTimeout(60_000);
@@ -75,7 +75,25 @@ test('planLevels sorts topologically and reports cycles and unknown dependencies
   expect(planLevels([res('a', ['b']), res('b', ['a'])])).toEqual({ error: 'dependency cycle among: a, b' });
   expect(planLevels([res('a', ['zzz'])])).toEqual({ error: 'resource "a" depends on unknown resource "zzz"' });
   expect(normalizePlan({ resources: [] })).toEqual({ error: 'the plan has no resources' });
-  expect(normalizePlan({ resources: [res('a'), res('a')] })).toEqual({ error: 'resource id "a" appears twice' });
+});
+
+test('normalizePlan repairs what a small model gets loosely wrong and salvages a truncated reply', () => {
+  const repaired = normalizePlan({
+    resources: [
+      { id: 'b', type: 'S3 Bucket', name: 'Data', dependsOn: ['b'] },
+      { id: 'b', type: 's3-bucket', name: 'data', dependsOn: [] },
+      { id: 'v', type: 'aws_s3_bucket', name: 'data', dependsOn: ['b', 'b'] },
+    ],
+  });
+  expect(repaired).toEqual({
+    resources: [
+      { id: 'b', type: 'aws_s3_bucket', name: 'data', dependsOn: [], requirements: '' },
+      { id: 'v', type: 'aws_s3_bucket', name: 'data_2', dependsOn: ['b'], requirements: '' },
+    ],
+  });
+  const truncated = '{"resources": [{"id": "a", "type": "aws_s3_bucket", "name": "a", "dependsOn": []}, {"id": "b", "ty';
+  expect(salvageResources(truncated)).toEqual({ resources: [{ id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: [] }] });
+  expect(normalizePlan({ resources: [{ id: 'x', type: '' }] })).toEqual({ error: 'resource "x" has no type' });
 });
 
 test('renderResource always yields HCL the parser accepts, with references unquoted', async () => {
@@ -85,7 +103,16 @@ test('renderResource always yields HCL the parser accepts, with references unquo
   const hcl = renderResource(
     r,
     {
-      attributes: { cidr_block: '10.0.0.0/16', enable_dns: true, count: 2, tags: { Name: 'main "quoted"', 'bad key': 'x' } },
+      attributes: {
+        cidr_block: '10.0.0.0/16',
+        enable_dns: true,
+        count: 2,
+        tags: { Name: 'main "quoted"', 'bad key': 'x' },
+        // A small model's slips: keys that clash once normalised, and almost-references.
+        name: 'first',
+        Name: 'second',
+        note: 'aws_vpc.x[not an index]',
+      },
       blocks: [{ type: 'timeouts', attributes: { create: '10m' } }],
       outputs: [{ name: 'id', value: 'aws_vpc.main_vpc.id' }],
     },
@@ -93,6 +120,9 @@ test('renderResource always yields HCL the parser accepts, with references unquo
   );
   expect(hcl).toContain('resource "aws_vpc" "main_vpc" {');
   expect(hcl).toContain('value = aws_vpc.main_vpc.id');
+  expect(hcl).toContain('name = "first"');
+  expect(hcl).not.toContain('second');
+  expect(hcl).toContain('note = "aws_vpc.x[not an index]"');
   const diags = await staticValidate({ 'main.tf': hcl, 'providers.tf': 'provider "aws" {}\n' });
   expect(diags).toEqual([]);
 });
