@@ -3,10 +3,18 @@
  * Web UI history reads like the graph), JSON schemas for Ollama structured outputs, the plan's topological
  * sort and a deterministic HCL renderer. Pure workflow code: no I/O. Not a workflow (not in the barrel).
  */
-import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
 import { llmQueue } from '../common/task-queues';
-import { addUsage, emptyUsage, type ChatMessage, type LlmFormat, type LlmResult, type LlmUsage } from '../common/types';
+import {
+  addUsage,
+  emptyUsage,
+  type ChatMessage,
+  type LlmFormat,
+  type LlmOptions,
+  type LlmResult,
+  type LlmUsage,
+} from '../common/types';
 import type { LlmActivities } from '../activities/llm/types';
 import type { TerraformActivities } from '../activities/terraform';
 import type { DesignActivities } from '../activities/design';
@@ -38,7 +46,8 @@ export const addTally = (a: UsageTally, b: UsageTally): UsageTally => ({
   usage: addUsage(a.usage, b.usage),
   calls: a.calls + b.calls,
 });
-export const tallyOf = (r: LlmResult): UsageTally => ({ usage: r.usage, calls: 1 });
+/** Usage of one call; a call that gave no answer still counts as a call. */
+export const tallyOf = (r: LlmResult | undefined): UsageTally => ({ usage: r?.usage ?? emptyUsage(), calls: 1 });
 
 /** The activities a design graph calls, each with a summary `"<node>: <what>"` shown in the Web UI. */
 export function designActivities(input: InfraDesignInput) {
@@ -47,11 +56,31 @@ export function designActivities(input: InfraDesignInput) {
   const store = proxyActivities<DesignActivities>(STORAGE);
   const options = input.llmOptions ?? {};
   return {
-    async chat(node: string, what: string, messages: ChatMessage[], format?: LlmFormat): Promise<LlmResult> {
+    /**
+     * One structured call. A small model can loop (e.g. digits forever) until Ollama drops the stream; the
+     * same request retried gives the same loop, so after two attempts it is asked once more with another
+     * seed and some temperature. Still failing → undefined, and the node degrades (see each node); a
+     * ModelNotFound or InvalidRequest is rethrown: no variation fixes those.
+     */
+    async chat(node: string, what: string, messages: ChatMessage[], format?: LlmFormat): Promise<LlmResult | undefined> {
       const summary = `${node}: ${what}`;
-      return llm.llmChat.executeWithOptions({ summary }, [
-        { model: input.model, messages, format, options: { temperature: 0, ...options }, purpose: summary },
-      ]);
+      const base = { temperature: 0, repeat_penalty: 1.1, ...options };
+      const call = (opts: LlmOptions, label: string, attempts: number) =>
+        llm.llmChat.executeWithOptions({ summary: label, retry: { ...LLM_CALL.retry, maximumAttempts: attempts } }, [
+          { model: input.model, messages, format, options: opts, purpose: label },
+        ]);
+      try {
+        return await call(base, summary, 2);
+      } catch (err) {
+        if (!degradable(err)) throw err;
+      }
+      try {
+        const varied = { ...base, seed: (base.seed ?? 0) + 1, temperature: 0.7, repeat_penalty: 1.3 };
+        return await call(varied, `${summary} (varied)`, 1);
+      } catch (err) {
+        if (!degradable(err)) throw err;
+        return undefined;
+      }
     },
     combine: (snippets: string[], region?: string) =>
       tf.terraformCombine.executeWithOptions({ summary: 'combine: providers/main/variables/outputs' }, [{ snippets, region }]),
@@ -60,6 +89,13 @@ export function designActivities(input: InfraDesignInput) {
     storeFiles: (files: Record<string, string>) =>
       store.designStoreFiles.executeWithOptions({ summary: 'store: files to S3' }, [{ designId: input.designId, files }]),
   };
+}
+
+/** Failures a different sampling may avoid (not a missing model or a rejected request). */
+function degradable(err: unknown): boolean {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
+  return !(type && (NON_RETRYABLE_ERROR_TYPES as readonly string[]).includes(type));
 }
 
 /** Parses a structured-output reply; undefined when the model returned something else. */

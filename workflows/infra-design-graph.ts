@@ -161,7 +161,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
         ),
         { role: 'user', content: s.request },
       ], ROUTE_SCHEMA);
-      const out = parseJson<{ category?: string; reply?: string }>(res.content);
+      const out = parseJson<{ category?: string; reply?: string }>(res?.content ?? '');
       // A reply we cannot read is treated as a request: `gather` will ask if it is unclear.
       const category = out?.category === 'invalid' || out?.category === 'end' ? out.category : 'infrastructure';
       return { category, reply: out?.reply ?? '', tally: tallyOf(res) };
@@ -182,7 +182,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
         ),
         { role: 'user', content: `${transcript(s)}\nKnown requirements: ${JSON.stringify(s.requirements)}` },
       ], GATHER_SCHEMA);
-      const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res.content);
+      const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res?.content ?? '');
       const requirements: Record<string, string> = {};
       for (const [k, v] of Object.entries(out?.requirements ?? {})) {
         if (typeof v === 'string' && v.trim()) requirements[k] = v.trim();
@@ -237,7 +237,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
         ...retry,
       ], PLAN_SCHEMA);
       const attempts = s.planAttempts + 1;
-      const norm = normalizePlan(parseJson(res.content) ?? salvageResources(res.content));
+      const norm = normalizePlan(parseJson(res?.content ?? '') ?? salvageResources(res?.content ?? ''));
       const lv = 'error' in norm ? norm : planLevels(norm.resources);
       const error = 'error' in lv ? lv.error : '';
       if (error && attempts >= 2) {
@@ -278,7 +278,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
             `Dependencies: ${deps.join('; ') || 'none'}\nRequirements: ${JSON.stringify(s.requirements)}`,
         },
       ], RESOURCE_SCHEMA);
-      const gen = parseJson<GeneratedResource>(res.content) ?? {};
+      const gen = parseJson<GeneratedResource>(res?.content ?? '') ?? {};
       return { snippets: { [r.id]: renderResource(r, gen, s.resources) }, tally: tallyOf(res) };
     })
     .addNode('nextLevel', (s) => ({ levelIndex: s.levelIndex + 1 }))
@@ -307,7 +307,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
               .join('\n'),
         },
       ], FIX_SCHEMA);
-      return { files: acceptFixedFiles(s.files, parseJson(res.content)), fixIterations: s.fixIterations + 1, tally: tallyOf(res) };
+      return { files: acceptFixedFiles(s.files, parseJson(res?.content ?? '')), fixIterations: s.fixIterations + 1, tally: tallyOf(res) };
     })
     .addNode('store', async (s) => {
       // When the budget ran out, keep the version with the fewest errors rather than the last attempt.

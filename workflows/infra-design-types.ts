@@ -83,7 +83,7 @@ export interface InfraDesignInput {
   /** v1 only: engineer ⇄ lead rounds (default 3). */
   maxReviewRounds?: number;
   /** Ollama options for every call (e.g. a small num_predict in tests). */
-  llmOptions?: { num_predict?: number; temperature?: number; seed?: number };
+  llmOptions?: { num_predict?: number; temperature?: number; seed?: number; repeat_penalty?: number };
 }
 
 export type DesignPhase = 'running' | 'waiting_for_answers' | 'completed' | 'invalid' | 'ended' | 'failed';

