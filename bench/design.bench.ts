@@ -77,13 +77,24 @@ export const bench: Bench = {
     const connection = await Connection.connect({ address: ctx.temporalAddress });
     const client = new Client({ connection });
     const taskQueue = `bench-design-${Date.now()}`;
-    const quiet = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+    const quiet = {
+      trace: () => undefined,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: () => undefined,
+    };
     const workers = [
       await Worker.create({
         connection: workerConnection,
         taskQueue: llmQueue(MODEL),
         maxConcurrentActivityTaskExecutions: RESOURCES,
-        activities: createLlmActivities({ ollama: new Ollama({ host: fake.url }), nodeId: 'bench', numCtx: 2048, callTimeoutMs: 60_000 }),
+        activities: createLlmActivities({
+          ollama: new Ollama({ host: fake.url }),
+          nodeId: 'bench',
+          numCtx: 2048,
+          callTimeoutMs: 60_000,
+        }),
       }),
       await Worker.create({
         connection: workerConnection,
@@ -141,7 +152,11 @@ export const bench: Bench = {
       // Engine overhead: a graph of trivial nodes (no activities) — total time per step beyond a 2-step graph.
       const routing = async (limit: number) =>
         timeMs(() =>
-          client.workflow.execute('graphRoutingWorkflow', { taskQueue, workflowId: `bench-graph-${limit}-${Date.now()}`, args: [limit] }),
+          client.workflow.execute('graphRoutingWorkflow', {
+            taskQueue,
+            workflowId: `bench-graph-${limit}-${Date.now()}`,
+            args: [limit, STEP_N + 10],
+          }),
         );
       await routing(1);
       const small = await routing(1);
@@ -161,13 +176,20 @@ export const bench: Bench = {
         workflowId: `bench-interrupt-${Date.now()}`,
         args: [{ timeout: '10 minutes' }],
       });
-      while ((await waiting.query(graphStateQuery)).status !== 'interrupted') await new Promise((r) => setTimeout(r, 20));
+      while ((await waiting.query(graphStateQuery)).status !== 'interrupted')
+        await new Promise((r) => setTimeout(r, 20));
       const times: number[] = [];
       for (let i = 0; i < QUERIES; i++) times.push(await timeMs(() => waiting.query(graphStateQuery)));
       await waiting.signal(graphResumeSignal, 'done');
       await waiting.result();
       const q = summarize(times);
-      rows.push({ bench: 'design', metric: 'graphState query p50', value: round(q.p50), unit: 'ms', note: `p95 ${round(q.p95)} ms, n=${q.n}` });
+      rows.push({
+        bench: 'design',
+        metric: 'graphState query p50',
+        value: round(q.p50),
+        unit: 'ms',
+        note: `p95 ${round(q.p95)} ms, n=${q.n}`,
+      });
       return rows;
     } finally {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();

@@ -62,7 +62,12 @@ export function designActivities(input: InfraDesignInput) {
      * seed and some temperature. Still failing → undefined, and the node degrades (see each node); a
      * ModelNotFound or InvalidRequest is rethrown: no variation fixes those.
      */
-    async chat(node: string, what: string, messages: ChatMessage[], format?: LlmFormat): Promise<LlmResult | undefined> {
+    async chat(
+      node: string,
+      what: string,
+      messages: ChatMessage[],
+      format?: LlmFormat,
+    ): Promise<LlmResult | undefined> {
       const summary = `${node}: ${what}`;
       const base = { temperature: 0, repeat_penalty: 1.1, ...options };
       const call = (opts: LlmOptions, label: string, attempts: number) =>
@@ -83,11 +88,15 @@ export function designActivities(input: InfraDesignInput) {
       }
     },
     combine: (snippets: string[], region?: string) =>
-      tf.terraformCombine.executeWithOptions({ summary: 'combine: providers/main/variables/outputs' }, [{ snippets, region }]),
+      tf.terraformCombine.executeWithOptions({ summary: 'combine: providers/main/variables/outputs' }, [
+        { snippets, region },
+      ]),
     validate: (node: string, files: Record<string, string>) =>
       tf.terraformValidate.executeWithOptions({ summary: `${node}: validate HCL` }, [{ files }]),
     storeFiles: (files: Record<string, string>) =>
-      store.designStoreFiles.executeWithOptions({ summary: 'store: files to S3' }, [{ designId: input.designId, files }]),
+      store.designStoreFiles.executeWithOptions({ summary: 'store: files to S3' }, [
+        { designId: input.designId, files },
+      ]),
   };
 }
 
@@ -280,7 +289,9 @@ export function planLevels(resources: PlannedResource[]): { levels: string[][] }
   const levels: string[][] = [];
   const placed = new Set<string>();
   while (placed.size < resources.length) {
-    const level = resources.filter((r) => !placed.has(r.id) && r.dependsOn.every((d) => placed.has(d))).map((r) => r.id);
+    const level = resources
+      .filter((r) => !placed.has(r.id) && r.dependsOn.every((d) => placed.has(d)))
+      .map((r) => r.id);
     if (level.length === 0) {
       const stuck = resources.filter((r) => !placed.has(r.id)).map((r) => r.id);
       return { error: `dependency cycle among: ${stuck.join(', ')}` };
@@ -330,9 +341,9 @@ function renderValue(v: unknown, indent: string): string {
   if (v === null || v === undefined) return 'null';
   if (Array.isArray(v)) return `[${v.map((x) => renderValue(x, indent)).join(', ')}]`;
   const inner = `${indent}  `;
-  const lines = uniqueEntries(v as Record<string, unknown>, (k) => (/^[A-Za-z_][\w-]*$/.test(k) ? k : JSON.stringify(k))).map(
-    ([k, x]) => `${inner}${k} = ${renderValue(x, inner)}`,
-  );
+  const lines = uniqueEntries(v as Record<string, unknown>, (k) =>
+    /^[A-Za-z_][\w-]*$/.test(k) ? k : JSON.stringify(k),
+  ).map(([k, x]) => `${inner}${k} = ${renderValue(x, inner)}`);
   return lines.length ? `{\n${lines.join('\n')}\n${indent}}` : '{}';
 }
 

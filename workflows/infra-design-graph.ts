@@ -3,16 +3,17 @@
  * validate ⇄ fix → store) and `runDesign`, the handlers and follow-up loop shared by both design workflows.
  * Workflow code, but not a workflow itself: the barrel exports only the workflow files.
  */
-import { ApplicationFailure, condition, setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  condition,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { ErrorType } from '../common/errors';
 import { SearchAttribute, type ChatMessage } from '../common/types';
-import {
-  designAnswersSignal,
-  designMessageSignal,
-  designStatusQuery,
-  submitDesignAnswersUpdate,
-} from './definitions';
+import { designAnswersSignal, designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from './definitions';
 import { channels, END, Send, START, StateGraph, type CompiledGraph, type PendingInterrupt } from './graph';
 import {
   addTally,
@@ -152,15 +153,20 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
   return new StateGraph<DesignState>(designChannels())
     .addNode('route', async (s) => {
       if (!s.request.trim()) return { category: 'end', reply: 'The request is empty.' };
-      const res = await acts.chat('route', 'classify the request', [
-        system(
-          'route',
-          'Classify the user message. category "infrastructure": it asks to design or build cloud infrastructure. ' +
-            'category "invalid": anything else (then reply with one polite sentence explaining what you can do). ' +
-            'category "end": empty, abusive or meaningless. Answer in JSON.',
-        ),
-        { role: 'user', content: s.request },
-      ], ROUTE_SCHEMA);
+      const res = await acts.chat(
+        'route',
+        'classify the request',
+        [
+          system(
+            'route',
+            'Classify the user message. category "infrastructure": it asks to design or build cloud infrastructure. ' +
+              'category "invalid": anything else (then reply with one polite sentence explaining what you can do). ' +
+              'category "end": empty, abusive or meaningless. Answer in JSON.',
+          ),
+          { role: 'user', content: s.request },
+        ],
+        ROUTE_SCHEMA,
+      );
       const out = parseJson<{ category?: string; reply?: string }>(res?.content ?? '');
       // A reply we cannot read is treated as a request: `gather` will ask if it is unclear.
       const category = out?.category === 'invalid' || out?.category === 'end' ? out.category : 'infrastructure';
@@ -173,15 +179,20 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
       return { reply, messages: [{ role: 'assistant', content: reply }] };
     })
     .addNode('gather', async (s) => {
-      const res = await acts.chat('gather', `requirements, round ${s.questionRound + 1}`, [
-        system(
-          'gather',
-          'You collect requirements for a cloud infrastructure design: region, environment (dev/staging/prod), ' +
-            'scale, budget, data stores. Fill "requirements" with what the conversation states. In "questions" ' +
-            'ask only for what is still missing and matters (at most 5 short questions); ask nothing when enough is known.',
-        ),
-        { role: 'user', content: `${transcript(s)}\nKnown requirements: ${JSON.stringify(s.requirements)}` },
-      ], GATHER_SCHEMA);
+      const res = await acts.chat(
+        'gather',
+        `requirements, round ${s.questionRound + 1}`,
+        [
+          system(
+            'gather',
+            'You collect requirements for a cloud infrastructure design: region, environment (dev/staging/prod), ' +
+              'scale, budget, data stores. Fill "requirements" with what the conversation states. In "questions" ' +
+              'ask only for what is still missing and matters (at most 5 short questions); ask nothing when enough is known.',
+          ),
+          { role: 'user', content: `${transcript(s)}\nKnown requirements: ${JSON.stringify(s.requirements)}` },
+        ],
+        GATHER_SCHEMA,
+      );
       const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res?.content ?? '');
       const requirements: Record<string, string> = {};
       for (const [k, v] of Object.entries(out?.requirements ?? {})) {
@@ -223,19 +234,24 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
       const retry: ChatMessage[] = s.planError
         ? [{ role: 'user', content: `Your previous plan was rejected: ${s.planError}. Return a corrected plan.` }]
         : [];
-      const res = await acts.chat('plan', s.planError ? 'resource plan (retry)' : 'resource plan', [
-        system(
-          'plan',
-          'Plan the Terraform resources (AWS provider unless stated otherwise). Each resource: a short unique id, ' +
-            'its Terraform type (e.g. aws_s3_bucket), a snake_case name, dependsOn (ids of resources it needs) and ' +
-            'its requirements in one sentence. No cycles.',
-        ),
-        {
-          role: 'user',
-          content: `${transcript(s)}\nRequirements: ${JSON.stringify(s.requirements)}`,
-        },
-        ...retry,
-      ], PLAN_SCHEMA);
+      const res = await acts.chat(
+        'plan',
+        s.planError ? 'resource plan (retry)' : 'resource plan',
+        [
+          system(
+            'plan',
+            'Plan the Terraform resources (AWS provider unless stated otherwise). Each resource: a short unique id, ' +
+              'its Terraform type (e.g. aws_s3_bucket), a snake_case name, dependsOn (ids of resources it needs) and ' +
+              'its requirements in one sentence. No cycles.',
+          ),
+          {
+            role: 'user',
+            content: `${transcript(s)}\nRequirements: ${JSON.stringify(s.requirements)}`,
+          },
+          ...retry,
+        ],
+        PLAN_SCHEMA,
+      );
       const attempts = s.planAttempts + 1;
       const norm = normalizePlan(parseJson(res?.content ?? '') ?? salvageResources(res?.content ?? ''));
       const lv = 'error' in norm ? norm : planLevels(norm.resources);
@@ -264,20 +280,25 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
         .map((d) => s.resources.find((x) => x.id === d))
         .map((d) => (d ? `${d.id} → ${d.type}.${d.name}` : ''))
         .filter(Boolean);
-      const res = await acts.chat('generate', `${r.id} (${r.type}.${r.name})`, [
-        system(
-          'generate',
-          'Describe ONE Terraform resource as JSON: "attributes" (argument name → value; reference other resources ' +
-            'by address, e.g. aws_s3_bucket.main.id, and variables as var.name), "blocks" (nested blocks, each ' +
-            '{type, attributes}) and optional "outputs" ({name, value}).',
-        ),
-        {
-          role: 'user',
-          content:
-            `Resource: ${r.type}.${r.name}\nPurpose: ${r.requirements}\n` +
-            `Dependencies: ${deps.join('; ') || 'none'}\nRequirements: ${JSON.stringify(s.requirements)}`,
-        },
-      ], RESOURCE_SCHEMA);
+      const res = await acts.chat(
+        'generate',
+        `${r.id} (${r.type}.${r.name})`,
+        [
+          system(
+            'generate',
+            'Describe ONE Terraform resource as JSON: "attributes" (argument name → value; reference other resources ' +
+              'by address, e.g. aws_s3_bucket.main.id, and variables as var.name), "blocks" (nested blocks, each ' +
+              '{type, attributes}) and optional "outputs" ({name, value}).',
+          ),
+          {
+            role: 'user',
+            content:
+              `Resource: ${r.type}.${r.name}\nPurpose: ${r.requirements}\n` +
+              `Dependencies: ${deps.join('; ') || 'none'}\nRequirements: ${JSON.stringify(s.requirements)}`,
+          },
+        ],
+        RESOURCE_SCHEMA,
+      );
       const gen = parseJson<GeneratedResource>(res?.content ?? '') ?? {};
       return { snippets: { [r.id]: renderResource(r, gen, s.resources) }, tally: tallyOf(res) };
     })
@@ -287,27 +308,39 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
       return { files: await acts.combine(snippets, regionOf(s.requirements)), fixIterations: 0, best: null };
     })
     .addNode('validate', async (s) => {
-      const validation = await acts.validate(s.fixIterations === 0 ? 'validate' : `validate (after fix ${s.fixIterations})`, s.files);
+      const validation = await acts.validate(
+        s.fixIterations === 0 ? 'validate' : `validate (after fix ${s.fixIterations})`,
+        s.files,
+      );
       const better = !s.best || errorCount(validation) < errorCount(s.best.validation);
       return { validation, ...(better ? { best: { files: s.files, validation } } : {}) };
     })
     .addNode('fix', async (s) => {
-      const res = await acts.chat('fix', `fix pass ${s.fixIterations + 1}`, [
-        system(
-          'fix',
-          'You fix Terraform files. Given the files and the validator output, return every file that needs a ' +
-            'change, complete, as {files: [{name, content}]}. Keep everything that is correct.',
-        ),
-        {
-          role: 'user',
-          content:
-            `Validator output:\n${s.validation?.output ?? ''}\n\n` +
-            Object.entries(s.files)
-              .map(([name, content]) => `--- ${name}\n${content}`)
-              .join('\n'),
-        },
-      ], FIX_SCHEMA);
-      return { files: acceptFixedFiles(s.files, parseJson(res?.content ?? '')), fixIterations: s.fixIterations + 1, tally: tallyOf(res) };
+      const res = await acts.chat(
+        'fix',
+        `fix pass ${s.fixIterations + 1}`,
+        [
+          system(
+            'fix',
+            'You fix Terraform files. Given the files and the validator output, return every file that needs a ' +
+              'change, complete, as {files: [{name, content}]}. Keep everything that is correct.',
+          ),
+          {
+            role: 'user',
+            content:
+              `Validator output:\n${s.validation?.output ?? ''}\n\n` +
+              Object.entries(s.files)
+                .map(([name, content]) => `--- ${name}\n${content}`)
+                .join('\n'),
+          },
+        ],
+        FIX_SCHEMA,
+      );
+      return {
+        files: acceptFixedFiles(s.files, parseJson(res?.content ?? '')),
+        fixIterations: s.fixIterations + 1,
+        tally: tallyOf(res),
+      };
     })
     .addNode('store', async (s) => {
       // When the budget ran out, keep the version with the fewest errors rather than the last attempt.
@@ -324,9 +357,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
     .addEdge('generate', 'nextLevel')
     .addConditionalEdges('nextLevel', (s) => (s.levelIndex < s.levels.length ? sendLevel(s, s.levelIndex) : 'combine'))
     .addEdge('combine', 'validate')
-    .addConditionalEdges('validate', (s) =>
-      s.validation?.ok ? 'store' : s.fixIterations < maxFix ? 'fix' : 'store',
-    )
+    .addConditionalEdges('validate', (s) => (s.validation?.ok ? 'store' : s.fixIterations < maxFix ? 'fix' : 'store'))
     .addEdge('fix', 'validate')
     .addEdge('store', END)
     .compile({
@@ -488,4 +519,3 @@ export function viewDesignState(s: DesignState) {
     llmCalls: s.tally.calls,
   };
 }
-

@@ -3,7 +3,13 @@
  * route → gather (⇄ human answers) → plan (⇄ once on a bad plan) → generate (per level, in parallel) →
  * combine → validate ⇄ fix → store. A follow-up message revises the design from `gather`.
  */
-import { buildInfraDesignGraph, runDesign, stateForRevision, viewDesignState, type DesignState } from './infra-design-graph';
+import {
+  buildInfraDesignGraph,
+  runDesign,
+  stateForRevision,
+  viewDesignState,
+  type DesignState,
+} from './infra-design-graph';
 import type { DesignResult, InfraDesignInput } from './infra-design-types';
 
 /** Designs infrastructure from a plain-language request; see the file header. */

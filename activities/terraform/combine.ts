@@ -87,7 +87,8 @@ function skipString(text: string, start: number): number {
     const c = text[i];
     if (c === '\\') i++;
     else if (c === '"') return i;
-    else if (c === '\n') return i; // unterminated: stop at the line end
+    else if (c === '\n')
+      return i; // unterminated: stop at the line end
     else if ((c === '$' || c === '%') && text[i + 1] === '{') {
       let depth = 0;
       for (i = i + 1; i < text.length; i++) {
@@ -134,7 +135,12 @@ export interface CombineOptions {
  * needs: `required_providers` for each provider used and a `provider "aws"` block wired to `var.region`.
  */
 export function combineTerraform(snippets: string[], opts: CombineOptions = {}): Record<string, string> {
-  const byFile: Record<string, HclBlock[]> = { 'providers.tf': [], 'main.tf': [], 'variables.tf': [], 'outputs.tf': [] };
+  const byFile: Record<string, HclBlock[]> = {
+    'providers.tf': [],
+    'main.tf': [],
+    'variables.tf': [],
+    'outputs.tf': [],
+  };
   const seen = new Set<string>();
   for (const snippet of snippets) {
     for (const block of splitBlocks(snippet)) {
@@ -151,7 +157,9 @@ export function combineTerraform(snippets: string[], opts: CombineOptions = {}):
     if ((b.kind === 'resource' || b.kind === 'data') && b.labels[0]) providersUsed.add(providerOf(b.labels[0]));
   }
   for (const b of byFile['providers.tf']!) if (b.labels[0]) providersUsed.add(b.labels[0]);
-  const declaredProviders = new Set(byFile['providers.tf']!.filter((b) => b.kind === 'provider').map((b) => b.labels[0]));
+  const declaredProviders = new Set(
+    byFile['providers.tf']!.filter((b) => b.kind === 'provider').map((b) => b.labels[0]),
+  );
   const extra: string[] = [];
   if (providersUsed.has('aws') && !declaredProviders.has('aws')) {
     extra.push('provider "aws" {\n  region = var.region\n}');

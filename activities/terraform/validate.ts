@@ -95,7 +95,9 @@ export async function staticValidate(files: Record<string, string>): Promise<Ter
     }
     for (const name of Object.keys(asRecord(body.provider))) d.providers.add(name);
     for (const tf of Array.isArray(body.terraform) ? body.terraform : []) {
-      for (const rp of Array.isArray(asRecord(tf).required_providers) ? (asRecord(tf).required_providers as Json[]) : []) {
+      for (const rp of Array.isArray(asRecord(tf).required_providers)
+        ? (asRecord(tf).required_providers as Json[])
+        : []) {
         for (const name of Object.keys(asRecord(rp))) d.requiredProviders.add(name);
       }
     }
@@ -230,14 +232,23 @@ export async function terraformValidate(
         .filter(Boolean)
         .join(' ')
         .slice(0, 400);
-      return { result: { ran: false, binary: bin, reason: `init failed (providers unavailable offline?): ${why}` }, diagnostics: [] };
+      return {
+        result: { ran: false, binary: bin, reason: `init failed (providers unavailable offline?): ${why}` },
+        diagnostics: [],
+      };
     }
     const v = await run(bin, ['validate', '-json', '-no-color'], dir, timeoutMs);
-    let parsed: { valid?: boolean; diagnostics?: { severity?: string; summary?: string; detail?: string; range?: { filename?: string } }[] };
+    let parsed: {
+      valid?: boolean;
+      diagnostics?: { severity?: string; summary?: string; detail?: string; range?: { filename?: string } }[];
+    };
     try {
       parsed = JSON.parse(v.stdout) as typeof parsed;
     } catch {
-      return { result: { ran: false, binary: bin, reason: `validate gave no JSON: ${v.stderr.slice(0, 300)}` }, diagnostics: [] };
+      return {
+        result: { ran: false, binary: bin, reason: `validate gave no JSON: ${v.stderr.slice(0, 300)}` },
+        diagnostics: [],
+      };
     }
     const diagnostics: TerraformDiagnostic[] = (parsed.diagnostics ?? []).map((x) => ({
       file: x.range?.filename,
@@ -270,10 +281,9 @@ export async function validateTerraform(
 ): Promise<TerraformValidation> {
   const diagnostics = await staticValidate(files);
   // Terraform on files that do not even parse adds nothing but noise and time.
-  const tf =
-    diagnostics.some((x) => x.check === 'hcl-parse')
-      ? { result: { ran: false, reason: 'skipped: HCL does not parse' }, diagnostics: [] }
-      : await terraformValidate(files, opts.terraformBin, opts.timeoutMs);
+  const tf = diagnostics.some((x) => x.check === 'hcl-parse')
+    ? { result: { ran: false, reason: 'skipped: HCL does not parse' }, diagnostics: [] }
+    : await terraformValidate(files, opts.terraformBin, opts.timeoutMs);
   const all = [...diagnostics, ...tf.diagnostics];
   const ok = !all.some((x) => x.severity === 'error') && (!tf.result.ran || tf.result.ok === true);
   return { ok, diagnostics: all, output: formatValidation(all, tf.result), terraform: tf.result };

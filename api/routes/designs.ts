@@ -31,7 +31,10 @@ export const DesignBodySchema = z
       .max(MAX_DESIGN_REQUEST_CHARS)
       .describe('The infrastructure, in plain language'),
     modelId: z.string().trim().min(1).max(200).optional().describe('A model from GET /models (default: DEFAULT_MODEL)'),
-    graph: z.enum(['v2', 'v1']).default('v2').describe('v2: route→gather→plan→generate→combine→fix; v1: consultant→engineer⇄lead'),
+    graph: z
+      .enum(['v2', 'v1'])
+      .default('v2')
+      .describe('v2: route→gather→plan→generate→combine→fix; v1: consultant→engineer⇄lead'),
     maxFixIterations: z.number().int().min(0).max(5).optional(),
     maxQuestionRounds: z.number().int().min(0).max(10).optional(),
     options: z
@@ -58,7 +61,12 @@ const AnswersSchema = z
   .strict();
 const MessageSchema = z.object({ message: z.string().trim().min(1).max(MAX_DESIGN_REQUEST_CHARS) }).strict();
 
-const AcceptedSchema = z.object({ id: z.string(), status: z.literal('running'), statusUrl: z.string(), webUiUrl: z.string() });
+const AcceptedSchema = z.object({
+  id: z.string(),
+  status: z.literal('running'),
+  statusUrl: z.string(),
+  webUiUrl: z.string(),
+});
 
 registerRoute({
   method: 'post',
@@ -180,7 +188,10 @@ export function designsRouter(deps: ApiDeps): Router {
       res.json({ ...base, status: 'completed', ...result, questions: [] });
       return;
     }
-    let error: { code: string; message: string } = { code: desc.status.name.toLowerCase(), message: 'The design did not finish' };
+    let error: { code: string; message: string } = {
+      code: desc.status.name.toLowerCase(),
+      message: 'The design did not finish',
+    };
     try {
       await handle.result();
     } catch (err) {
@@ -194,7 +205,11 @@ export function designsRouter(deps: ApiDeps): Router {
     const body = parse(AnswersSchema, req.body, 'body');
     const { handle, desc } = await owned(req, id);
     if (desc.status.name !== 'RUNNING') {
-      throw new HttpError(409, 'conflict', `design ${id} is not waiting for answers (it has ${desc.status.name.toLowerCase()})`);
+      throw new HttpError(
+        409,
+        'conflict',
+        `design ${id} is not waiting for answers (it has ${desc.status.name.toLowerCase()})`,
+      );
     }
     // The update's validator rejects (409/400 via the error middleware) before anything enters the history.
     const ack = await handle.executeUpdate(submitDesignAnswersUpdate, { args: [body] });
@@ -206,7 +221,11 @@ export function designsRouter(deps: ApiDeps): Router {
     const body = parse(MessageSchema, req.body, 'body');
     const { handle, desc } = await owned(req, id);
     if (desc.status.name !== 'RUNNING') {
-      throw new HttpError(409, 'conflict', `design ${id} has closed (${desc.status.name.toLowerCase()}); start a new one`);
+      throw new HttpError(
+        409,
+        'conflict',
+        `design ${id} has closed (${desc.status.name.toLowerCase()}); start a new one`,
+      );
     }
     await handle.signal(designMessageSignal, body);
     res.status(202).json({ id, accepted: true });

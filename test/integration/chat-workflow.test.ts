@@ -28,6 +28,7 @@ import { chatMessageSignal, chatStatusQuery, type ChatInboundMessage } from '../
 import type { chatWorkflow } from '../../workflows/chat-workflow';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
+import { recordHistory } from '../helpers/histories';
 
 jest.setTimeout(120_000);
 
@@ -269,6 +270,7 @@ describe('chatWorkflow', () => {
     expect(chat.body.messages.map((m: { role: string }) => m.role)).toEqual([...texts.map(() => 'customer'), 'bot']);
     const listed = await api('get', `/chats/${chatId}/messages`);
     expect(listed.body.messages).toHaveLength(1);
+    await recordHistory('chat-burst', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)));
   });
 
   it('answers a price question with the ontology price, from facts that were in the prompt', async () => {

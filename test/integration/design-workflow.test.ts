@@ -38,7 +38,11 @@ jest.setTimeout(180_000);
 
 const MODEL = 'fake-design:1b';
 const nodeOf = (r: FakeRequest) => /ainode design: (\w+)/.exec(r.messages[0]?.content ?? '')?.[1] ?? 'unknown';
-const userText = (r: FakeRequest) => r.messages.filter((m) => m.role === 'user').map((m) => m.content).join('\n');
+const userText = (r: FakeRequest) =>
+  r.messages
+    .filter((m) => m.role === 'user')
+    .map((m) => m.content)
+    .join('\n');
 
 type Replies = Partial<Record<string, (req: FakeRequest, call: number) => unknown>>;
 
@@ -66,7 +70,10 @@ const bucketPlan = {
 function generated(req: FakeRequest): unknown {
   const type = /Resource: (\w+)\./.exec(userText(req))?.[1];
   if (type === 'aws_s3_bucket_versioning') {
-    return { attributes: { bucket: 'aws_s3_bucket.data.id' }, blocks: [{ type: 'versioning_configuration', attributes: { status: 'Enabled' } }] };
+    return {
+      attributes: { bucket: 'aws_s3_bucket.data.id' },
+      blocks: [{ type: 'versioning_configuration', attributes: { status: 'Enabled' } }],
+    };
   }
   return { attributes: { bucket: 'acme-data' }, outputs: [{ name: 'arn', value: `${type}.data.arn` }] };
 }
@@ -96,12 +103,20 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const llm = await Worker.create({
       connection: env.nativeConnection,
       taskQueue: llmQueue(MODEL),
-      activities: createLlmActivities({ ollama: new Ollama({ host: fake.url }), nodeId: 'fake', numCtx: 2048, callTimeoutMs: 30_000 }),
+      activities: createLlmActivities({
+        ollama: new Ollama({ host: fake.url }),
+        nodeId: 'fake',
+        numCtx: 2048,
+        callTimeoutMs: 30_000,
+      }),
     });
     const orchestrator = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
-      workflowBundle: (bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./design-workflows'), logger: quiet })),
+      workflowBundle: (bundle = await bundleWorkflowCode({
+        workflowsPath: require.resolve('./design-workflows'),
+        logger: quiet,
+      })),
       // terraform is not run here (null): these paths are about the graph; validation is the parser + static checks.
       activities: { ...createTerraformActivities({ terraformBin: null }), ...createDesignActivities({ storage }) },
     });
@@ -186,7 +201,10 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect((rejected as { cause: ApplicationFailure }).cause.message).toContain('unknown question id(s): q9');
     await handle.signal(designAnswersSignal, { answers: { q1: 'ap-northeast-2', q2: 'prod' } });
 
-    const round2 = await waitFor(handle, (s) => s.phase === 'waiting_for_answers' && s.questions[0]?.text === 'Monthly budget?');
+    const round2 = await waitFor(
+      handle,
+      (s) => s.phase === 'waiting_for_answers' && s.questions[0]?.text === 'Monthly budget?',
+    );
     expect(round2.requirements).toMatchObject({ region: 'ap-northeast-2', environment: 'prod' });
     await handle.signal(designAnswersSignal, { answers: { q1: '100 USD' } });
 
@@ -203,12 +221,16 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(userText(gathers[gathers.length - 2]!)).toContain('q1: ap-northeast-2');
     expect((await handle.describe()).typedSearchAttributes.get(waitingKey)).toBe(false);
 
-    const main = Buffer.from((await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!).toString();
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
     expect(main).toContain('resource "aws_s3_bucket_versioning" "data"');
     expect(main).toContain('bucket = aws_s3_bucket.data.id');
     const parsed = await parse('main.tf', main);
     expect(Object.keys(parsed.resource).sort()).toEqual(['aws_s3_bucket', 'aws_s3_bucket_versioning']);
-    const providers = Buffer.from((await storage.getObjectBytes(result.files.find((f) => f.name === 'variables.tf')!.key))!).toString();
+    const providers = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'variables.tf')!.key))!,
+    ).toString();
     expect(providers).toContain('"ap-northeast-2"');
 
     // Activity summaries name the node and the resource (what the Web UI shows).
@@ -217,7 +239,9 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       .map((e) => e.userMetadata?.summary?.data)
       .filter((d): d is Uint8Array => Boolean(d))
       .map((d) => JSON.parse(Buffer.from(d).toString()) as string);
-    expect(summaries).toEqual(expect.arrayContaining(['generate: data (aws_s3_bucket.data)', 'generate: ver (aws_s3_bucket_versioning.data)']));
+    expect(summaries).toEqual(
+      expect.arrayContaining(['generate: data (aws_s3_bucket.data)', 'generate: ver (aws_s3_bucket_versioning.data)']),
+    );
     if (process.env.AINODE_RECORD_HISTORIES === '1') {
       const obj = temporal.api.history.v1.History.toObject(temporal.api.history.v1.History.fromObject(history), {
         longs: String,
@@ -251,7 +275,9 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
 
   it('fails clearly when the plan is still invalid after the retry', async () => {
     script(fake, {
-      plan: () => ({ resources: [{ id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: ['ghost'], requirements: '' }] }),
+      plan: () => ({
+        resources: [{ id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: ['ghost'], requirements: '' }],
+      }),
     });
     const err = await (await start('a bucket')).result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
@@ -299,13 +325,22 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const fixes = requestsOf('fix');
     expect(userText(fixes[fixes.length - 1]!)).toContain('reference to undeclared resource "aws_kms_key.missing"');
     const status = await handle.query(designStatusQuery);
-    expect(status.steps.map((s) => s.node).filter((n) => n === 'validate' || n === 'fix')).toEqual(['validate', 'fix', 'validate']);
-    const main = Buffer.from((await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!).toString();
+    expect(status.steps.map((s) => s.node).filter((n) => n === 'validate' || n === 'fix')).toEqual([
+      'validate',
+      'fix',
+      'validate',
+    ]);
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
     expect(main).not.toContain('aws_kms_key');
   });
 
   it('finishes with terraformValidated false and the errors when the fix budget runs out', async () => {
-    script(fake, { generate: brokenGenerate, fix: () => ({ files: [{ name: 'main.tf', content: 'resource "aws_s3_bucket" "data" {\n  bucket = \n}\n' }] }) });
+    script(fake, {
+      generate: brokenGenerate,
+      fix: () => ({ files: [{ name: 'main.tf', content: 'resource "aws_s3_bucket" "data" {\n  bucket = \n}\n' }] }),
+    });
     const handle = await start('a bucket', { maxFixIterations: 2 });
     const result = await handle.result();
     expect(result.phase).toBe('completed');
@@ -342,7 +377,9 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(second.terraformValidated).toBe(true);
     const lastGather = requestsOf('gather').pop()!;
     expect(userText(lastGather)).toContain('Change request: add a logs bucket');
-    const main = Buffer.from((await storage.getObjectBytes(second.files.find((f) => f.name === 'main.tf')!.key))!).toString();
+    const main = Buffer.from(
+      (await storage.getObjectBytes(second.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
     expect(main).toContain('resource "aws_s3_bucket" "logs"');
     await handle.terminate('test done');
   });
@@ -356,9 +393,18 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       promptGenerator: () => 'Create one private S3 bucket named logs in eu-west-1.',
       engineer: (req) =>
         userText(req).includes('Review notes')
-          ? { resources: [{ type: 'aws_s3_bucket', name: 'logs', attributes: { bucket: 'acme-logs', force_destroy: false } }] }
-          : { resources: [{ type: 'aws_s3_bucket', name: 'logs', attributes: { bucket: 'acme-logs', force_destroy: true } }] },
-      lead: (_r, call) => (call === 0 ? { approved: false, notes: 'Never force_destroy a logs bucket.' } : { approved: true, notes: '' }),
+          ? {
+              resources: [
+                { type: 'aws_s3_bucket', name: 'logs', attributes: { bucket: 'acme-logs', force_destroy: false } },
+              ],
+            }
+          : {
+              resources: [
+                { type: 'aws_s3_bucket', name: 'logs', attributes: { bucket: 'acme-logs', force_destroy: true } },
+              ],
+            },
+      lead: (_r, call) =>
+        call === 0 ? { approved: false, notes: 'Never force_destroy a logs bucket.' } : { approved: true, notes: '' },
     });
     const designId = uid('design');
     const handle = await env.client.workflow.start(infraDesignV1Workflow, {
@@ -375,11 +421,25 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(result.terraformValidated).toBe(true);
     const status = await handle.query(designStatusQuery);
     expect(status.steps.map((s) => s.node)).toEqual([
-      'consultant', 'ask', 'consultant', 'promptGenerator', 'engineer', 'lead', 'engineer', 'lead', 'combine', 'validate', 'store',
+      'consultant',
+      'ask',
+      'consultant',
+      'promptGenerator',
+      'engineer',
+      'lead',
+      'engineer',
+      'lead',
+      'combine',
+      'validate',
+      'store',
     ]);
-    const main = Buffer.from((await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!).toString();
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
     expect(main).toContain('force_destroy = false');
-    const variables = Buffer.from((await storage.getObjectBytes(result.files.find((f) => f.name === 'variables.tf')!.key))!).toString();
+    const variables = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'variables.tf')!.key))!,
+    ).toString();
     expect(variables).toContain('"eu-west-1"');
   });
 });

@@ -23,6 +23,7 @@ import { createLlmWorkers } from '../../workers/llm';
 import { jobStatusQuery } from '../../workflows/definitions';
 import { jobWorkflow } from '../../workflows/job-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { recordHistory } from '../helpers/histories';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { buildZip } from '../fixtures/jobs/zips';
 
@@ -206,6 +207,7 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
     expect(searchAttributes[SearchAttribute.Kind]).toEqual(['job']);
     expect(searchAttributes[SearchAttribute.FunctionId]).toEqual(['fn-test']);
     expect(await containersOfJob(docker, jobId)).toEqual([]);
+    await recordHistory('job-example', handle);
   }, 900_000);
 
   it('meters 32 calls from 16 threads exactly once each', async () => {

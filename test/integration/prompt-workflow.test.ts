@@ -9,6 +9,7 @@ import { createLlmWorkers } from '../../workers/llm';
 import { promptStatusQuery } from '../../workflows/definitions';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { recordHistory } from '../helpers/histories';
 import { createCatalog } from '../../activities/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
 
@@ -58,6 +59,7 @@ describe('promptWorkflow with the real model', () => {
     expect(result.usage.promptTokens).toBeGreaterThan(0);
     expect(result.usage.completionTokens).toBeGreaterThan(0);
     expect(result.usage.completionTokens).toBeLessThanOrEqual(16);
+    await recordHistory('prompt-generate', env.client.workflow.getHandle(workflowId));
     expect(result.usage.totalTokens).toBe(result.usage.promptTokens + result.usage.completionTokens);
 
     const handle = env.client.workflow.getHandle(workflowId);

@@ -27,9 +27,16 @@ test('splitBlocks finds top-level blocks through fences, prose, strings and here
 });
 
 test('combineTerraform splits into four files, dedups blocks and declares providers', async () => {
-  const files = combineTerraform([bucket, bucket + '\n\nvariable "env" {\n  default = "dev"\n}', 'output "arn" {\n  value = aws_s3_bucket.data.arn\n}'], {
-    region: 'ap-northeast-2',
-  });
+  const files = combineTerraform(
+    [
+      bucket,
+      bucket + '\n\nvariable "env" {\n  default = "dev"\n}',
+      'output "arn" {\n  value = aws_s3_bucket.data.arn\n}',
+    ],
+    {
+      region: 'ap-northeast-2',
+    },
+  );
   expect(Object.keys(files).sort()).toEqual(['main.tf', 'outputs.tf', 'providers.tf', 'variables.tf']);
   expect(files['main.tf']!.match(/resource "aws_s3_bucket" "data"/g)).toHaveLength(1);
   expect(files['providers.tf']).toContain('source = "hashicorp/aws"');
@@ -91,8 +98,11 @@ test('normalizePlan repairs what a small model gets loosely wrong and salvages a
       { id: 'v', type: 'aws_s3_bucket', name: 'data_2', dependsOn: ['b'], requirements: '' },
     ],
   });
-  const truncated = '{"resources": [{"id": "a", "type": "aws_s3_bucket", "name": "a", "dependsOn": []}, {"id": "b", "ty';
-  expect(salvageResources(truncated)).toEqual({ resources: [{ id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: [] }] });
+  const truncated =
+    '{"resources": [{"id": "a", "type": "aws_s3_bucket", "name": "a", "dependsOn": []}, {"id": "b", "ty';
+  expect(salvageResources(truncated)).toEqual({
+    resources: [{ id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: [] }],
+  });
   expect(normalizePlan({ resources: [{ id: 'x', type: '' }] })).toEqual({ error: 'resource "x" has no type' });
 });
 

@@ -11,7 +11,7 @@ interface LoopState {
 }
 
 /** Conditional routing and reducers: count to `limit`, logging even/odd branches (append) and the last parity. */
-export async function graphRoutingWorkflow(limit: number): Promise<LoopState & { steps: string[] }> {
+export async function graphRoutingWorkflow(limit: number, stepLimit = 50): Promise<LoopState & { steps: string[] }> {
   const graph = new StateGraph<LoopState>({
     n: channels.replace(0),
     limit: channels.replace(0),
@@ -25,7 +25,7 @@ export async function graphRoutingWorkflow(limit: number): Promise<LoopState & {
     .addConditionalEdges('inc', (s) => (s.n % 2 === 0 ? 'isEven' : 'isOdd'), { isEven: 'even', isOdd: 'odd' })
     .addConditionalEdges('even', (s) => (s.n >= s.limit ? END : 'inc'))
     .addConditionalEdges('odd', (s) => (s.n >= s.limit ? END : 'inc'))
-    .compile({ name: 'routing', stepLimit: 50 });
+    .compile({ name: 'routing', stepLimit });
   const final = await graph.invoke({ limit });
   return { ...final, steps: graph.snapshot().steps.map((s) => s.node) };
 }

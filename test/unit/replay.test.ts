@@ -1,0 +1,37 @@
+/**
+ * Replays every committed history (test/fixtures/histories) against the production workflow bundle
+ * (workflows/index.ts), so a change that would break running workflows (nondeterminism) fails here.
+ * Histories are recorded by the integration tests with AINODE_RECORD_HISTORIES=1.
+ */
+import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import * as workflows from '../../workflows';
+import { historyFiles, loadHistory } from '../helpers/histories';
+import { quietRuntime } from '../helpers/env';
+
+jest.setTimeout(120_000);
+
+let bundle: WorkflowBundleWithSourceMap;
+
+beforeAll(async () => {
+  quietRuntime();
+  bundle = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../workflows'),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
+  });
+});
+
+const typeOf = (file: string) =>
+  loadHistory(file).events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name ?? '';
+// Histories of test-only workflows (e.g. the graph engine's) are replayed by their own tests.
+const files = historyFiles().filter((f) => typeOf(f).endsWith('Workflow') && typeOf(f) in workflows);
+
+it('has a recorded history for every production workflow', () => {
+  const production = Object.keys(workflows).filter((k) => k.endsWith('Workflow'));
+  expect(new Set(files.map(typeOf))).toEqual(new Set(production));
+});
+
+it.each(files)('replays %s deterministically', async (file) => {
+  const history = loadHistory(file);
+  expect(history.events?.length).toBeGreaterThan(3);
+  await Worker.runReplayHistory({ workflowBundle: bundle }, history, file);
+});
