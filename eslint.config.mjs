@@ -5,9 +5,34 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 const nodeBuiltins = [
-  'assert', 'buffer', 'child_process', 'cluster', 'crypto', 'dgram', 'dns', 'events', 'fs', 'fs/promises', 'http',
-  'http2', 'https', 'net', 'os', 'path', 'perf_hooks', 'process', 'readline', 'stream', 'timers', 'tls', 'url',
-  'util', 'v8', 'vm', 'worker_threads', 'zlib',
+  'assert',
+  'buffer',
+  'child_process',
+  'cluster',
+  'crypto',
+  'dgram',
+  'dns',
+  'events',
+  'fs',
+  'fs/promises',
+  'http',
+  'http2',
+  'https',
+  'net',
+  'os',
+  'path',
+  'perf_hooks',
+  'process',
+  'readline',
+  'stream',
+  'timers',
+  'tls',
+  'url',
+  'util',
+  'v8',
+  'vm',
+  'worker_threads',
+  'zlib',
 ];
 
 export default tseslint.config(
@@ -38,7 +63,13 @@ export default tseslint.config(
             'dockerode',
             'express',
           ].map((name) => ({ name, message: 'Workflow code is deterministic: no Node built-ins or I/O.' })),
-          patterns: [{ group: ['@aws-sdk/*', '../activities/*', '../../activities/*'], allowTypeImports: true, message: 'Import activities as types only.' }],
+          patterns: [
+            {
+              group: ['@aws-sdk/*', '../activities/*', '../../activities/*'],
+              allowTypeImports: true,
+              message: 'Import activities as types only.',
+            },
+          ],
         },
       ],
     },

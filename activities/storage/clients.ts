@@ -44,7 +44,12 @@ export interface Storage {
 export function createStorage(
   config: Pick<
     Config,
-    'AWS_REGION' | 'AWS_ENDPOINT_URL' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY' | 'S3_BUCKET' | 'DYNAMO_TABLE_PREFIX'
+    | 'AWS_REGION'
+    | 'AWS_ENDPOINT_URL'
+    | 'AWS_ACCESS_KEY_ID'
+    | 'AWS_SECRET_ACCESS_KEY'
+    | 'S3_BUCKET'
+    | 'DYNAMO_TABLE_PREFIX'
   >,
 ): Storage {
   const common = {

@@ -26,6 +26,7 @@ import { infraDesignV1Workflow } from '../../workflows/infra-design-v1-workflow'
 import type { DesignStatus, InfraDesignInput } from '../../workflows/infra-design-types';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
+import { recordHistory } from '../helpers/histories';
 import { parse } from '@cdktf/hcl2json';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -419,6 +420,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const result = await handle.result();
     expect(result.graph).toBe('v1');
     expect(result.terraformValidated).toBe(true);
+    await recordHistory('design-v1-lead-review', handle);
     const status = await handle.query(designStatusQuery);
     expect(status.steps.map((s) => s.node)).toEqual([
       'consultant',
