@@ -5,11 +5,13 @@
  * `node --import tsx` running an empty script, so the ratio shows what each role adds over bare Node.
  * Target (DESIGN.md): ≤ 250 MB each.
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, stopProcess } from '../scripts/lib/services';
 import { entryIfExists, spawnTs } from '../scripts/lib/stack';
+import { ROOT } from '../scripts/lib/toolchain';
+import { bundleWorkflows } from '../scripts/bundle-workflows';
 import { ratio, round, sleep, type Bench, type BenchContext, type Row } from './lib';
 
 const GOAL_MB = 250;
@@ -101,7 +103,12 @@ export const bench: Bench = {
     const { mb: baseline } = await measure(ctx, { name: 'baseline', entry: idleScript });
 
     const roles: Role[] = [
-      { name: 'orchestrator', entry: 'workers/orchestrator.ts' },
+      // As `npm start` and the compose image run it: with the workflow bundle built ahead of time.
+      {
+        name: 'orchestrator',
+        entry: 'workers/orchestrator.ts',
+        env: { WORKFLOW_BUNDLE_PATH: await bundleWorkflows(path.join(ctx.logDir, 'workflow-bundle.js')) },
+      },
       { name: 'executor', entry: 'workers/executor.ts' },
       { name: 'llm', entry: 'workers/llm.ts' },
       { name: 'api', entry: 'api/server.ts', env: { API_PORT: String(await freePort()) } },
@@ -109,9 +116,18 @@ export const bench: Bench = {
     const rows: Row[] = [
       { bench: 'rss', metric: 'idle node --import tsx (baseline)', value: round(baseline, 1), unit: 'MB' },
     ];
+    // The deployed form: `npm run build` output on plain node (tsc into dist/, workflow bundle built ahead).
+    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+    });
+    const sourceRoles = [...roles];
+    for (const role of sourceRoles)
+      roles.push({ ...role, entry: path.join('dist', role.entry.replace(/\.ts$/, '.js')) });
     for (const role of roles) {
       if (ctx.signal.aborted) break;
-      const metric = `${role.name} idle RSS`;
+      const compiled = role.entry.endsWith('.js');
+      const metric = `${role.name} idle RSS${compiled ? ' (compiled, as deployed)' : ' (tsx, as npm start runs it)'}`;
       if (!entryIfExists(role.entry)) {
         rows.push({ bench: 'rss', metric, value: NaN, unit: 'MB', note: `${role.entry} does not exist` });
         continue;
@@ -125,8 +141,8 @@ export const bench: Bench = {
           unit: 'MB',
           baseline: round(baseline, 1),
           ratio: ratio(mb, baseline),
-          goal: `≤ ${GOAL_MB} MB`,
-          pass: mb <= GOAL_MB,
+          // The target is for the deployed form (node on dist/, no tsx); the tsx rows are for reference.
+          ...(compiled ? { goal: `≤ ${GOAL_MB} MB`, pass: mb <= GOAL_MB } : {}),
           note: `process tree, steady after ${waitedS} s`,
         });
       } catch (err) {

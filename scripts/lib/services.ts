@@ -102,6 +102,16 @@ export function readSearchAttributes(): Record<string, string> {
   >;
 }
 
+/** temporal-config/dev-server.flags as CLI arguments (one `--flag value` per line; # comments). */
+export function readDevServerFlags(): string[] {
+  const args: string[] = [];
+  for (const line of readFileSync(path.join(ROOT, 'temporal-config', 'dev-server.flags'), 'utf8').split('\n')) {
+    const t = line.trim();
+    if (t && !t.startsWith('#')) args.push(...t.split(/\s+/, 2));
+  }
+  return args;
+}
+
 /** Temporal dev server (+ Web UI on uiPort) with our search attributes and dynamic config. */
 export async function startTemporal(
   tc: Toolchain,
@@ -118,10 +128,7 @@ export async function startTemporal(
     String(opts.uiPort),
   ];
   args.push('--log-level', 'warn', '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
-  for (const line of readFileSync(path.join(ROOT, 'temporal-config', 'dev-server.flags'), 'utf8').split('\n')) {
-    const t = line.trim();
-    if (t && !t.startsWith('#')) args.push(...t.split(/\s+/, 2));
-  }
+  args.push(...readDevServerFlags());
   if (opts.dbFile) args.push('--db-filename', opts.dbFile);
   for (const [name, type] of Object.entries(readSearchAttributes())) args.push('--search-attribute', `${name}=${type}`);
   const proc = spawnService('temporal', tc.temporal, args, { logFile: opts.logFile, echo: opts.echo });

@@ -28,7 +28,9 @@ export function spawnTs(
 ): ChildProcess {
   mkdirSync(path.dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
-  const proc = spawn(process.execPath, ['--enable-source-maps', '--import', 'tsx', entry], {
+  // A compiled entry (dist/**/*.js) runs on plain node, as in production; sources run through tsx.
+  const loader = entry.endsWith('.js') ? [] : ['--import', 'tsx'];
+  const proc = spawn(process.execPath, ['--enable-source-maps', ...loader, entry], {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

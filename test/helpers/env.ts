@@ -2,7 +2,7 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Runtime, DefaultLogger } from '@temporalio/worker';
 import { loadConfig, type Config } from '../../common/config';
-import { readSearchAttributes } from '../../scripts/lib/services';
+import { readDevServerFlags, readSearchAttributes } from '../../scripts/lib/services';
 
 function need(name: string): string {
   const v = process.env[name];
@@ -60,7 +60,13 @@ export async function createTemporalEnv(): Promise<TestWorkflowEnvironment> {
     server: {
       executable: { type: 'existing-path', path: services.temporalBin },
       searchAttributes,
-      extraArgs: ['--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true', '--log-level', 'error'],
+      extraArgs: [
+        '--dynamic-config-value',
+        'frontend.enableUpdateWorkflowExecution=true',
+        ...readDevServerFlags(),
+        '--log-level',
+        'error',
+      ],
     },
   });
 }

@@ -188,7 +188,8 @@ describe('temporal-config/', () => {
     const devFlags: Record<string, string> = { 'frontend.enableUpdateWorkflowExecution': 'true' };
     for (const line of read('temporal-config/dev-server.flags').split('\n')) {
       const m = /^--dynamic-config-value\s+([^=\s]+)=(\S+)/.exec(line.trim());
-      if (m) devFlags[m[1]!] = m[2]!;
+      // The CLI takes JSON values (a duration is a JSON string: "10ms").
+      if (m) devFlags[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
     }
     expect(Object.keys(dynamic).sort()).toEqual(Object.keys(devFlags).sort());
     for (const [key, value] of Object.entries(devFlags)) expect(String(dynamic[key]![0]!.value)).toBe(value);
