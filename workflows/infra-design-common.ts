@@ -271,6 +271,19 @@ export function normalizePlan(raw: unknown): { resources: PlannedResource[] } | 
     if (resources.length >= DESIGN_DEFAULTS.maxResources) break;
   }
   if (resources.length === 0) return { error: 'the plan has no resources' };
+  // A dependency named by the resource's type, name or `type.name` instead of its id is a slip: when it
+  // points at exactly one resource, use that id (dropping it when it is the resource itself).
+  const idOf = (ref: string): string | undefined => {
+    if (ids.has(ref)) return ref;
+    const t = normalizeType(ref);
+    const matches = resources.filter(
+      (r) => r.type === t || r.name === hclName(ref) || `${r.type}.${r.name}` === ref.trim(),
+    );
+    return matches.length === 1 ? matches[0]!.id : undefined;
+  };
+  for (const r of resources) {
+    r.dependsOn = [...new Set(r.dependsOn.map((d) => idOf(d) ?? d))].filter((d) => d !== r.id);
+  }
   return { resources };
 }
 

@@ -106,6 +106,25 @@ test('normalizePlan repairs what a small model gets loosely wrong and salvages a
   expect(normalizePlan({ resources: [{ id: 'x', type: '' }] })).toEqual({ error: 'resource "x" has no type' });
 });
 
+test('normalizePlan maps a dependency named by type, name or type.name to the one resource it means', () => {
+  const plan = normalizePlan({
+    resources: [
+      { id: 'q1', type: 'aws_s3_bucket', name: 'uploads', dependsOn: ['aws_s3_bucket'] },
+      { id: 'q2', type: 'aws_s3_bucket_versioning', name: 'v', dependsOn: ['aws_s3_bucket'] },
+      { id: 'q3', type: 'aws_s3_bucket_policy', name: 'p', dependsOn: ['uploads', 'aws_s3_bucket_versioning.v'] },
+      { id: 'q4', type: 'aws_iam_role', name: 'r', dependsOn: ['nowhere'] },
+    ],
+  });
+  if (!('resources' in plan)) throw new Error(plan.error);
+  expect(plan.resources.map((r) => [r.id, r.dependsOn])).toEqual([
+    ['q1', []], // its own type: itself, dropped
+    ['q2', ['q1']],
+    ['q3', ['q1', 'q2']],
+    ['q4', ['nowhere']], // unknown: left for planLevels, whose error goes back to the model
+  ]);
+  expect(planLevels(plan.resources)).toEqual({ error: 'resource "q4" depends on unknown resource "nowhere"' });
+});
+
 test('renderResource always yields HCL the parser accepts, with references unquoted', async () => {
   const vpc: PlannedResource = { id: 'vpc', type: 'aws_vpc', name: 'Main VPC', dependsOn: [], requirements: '' };
   const normalized = normalizePlan({ resources: [vpc] });
