@@ -6,6 +6,7 @@
  * never collide between files.
  */
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, startMoto, startOllama, type Service } from './lib/services';
 import { readToolchain, STATE_DIR } from './lib/toolchain';
@@ -41,11 +42,18 @@ async function run(): Promise<number> {
       AINODE_TERRAFORM_BIN: tc.terraform,
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     };
-    const jestArgs = ['--ci', '--maxWorkers=2', ...process.argv.slice(2)];
+    const resultsFile = path.join(STATE_DIR, 'jest-results.json');
+    rmSync(resultsFile, { force: true });
+    const jestArgs = ['--ci', '--maxWorkers=2', '--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)];
     const code = await new Promise<number>((resolve) => {
       const child = spawn(process.execPath, [require.resolve('jest/bin/jest'), ...jestArgs], { stdio: 'inherit', env });
       child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
     });
+    // One plain closing line, whatever reads the log: "N passed, N failed".
+    if (existsSync(resultsFile)) {
+      const r = JSON.parse(readFileSync(resultsFile, 'utf8')) as { numPassedTests: number; numFailedTests: number };
+      console.log(`\n${r.numPassedTests} passed, ${r.numFailedTests} failed`);
+    }
     return code;
   } finally {
     await stopAll();
