@@ -141,6 +141,10 @@ export const ConfigSchema = z.object({
   CHAT_MAX_WAIT_MS: int(10_000),
   CHAT_IDLE_CLOSE_MS: int(24 * 3_600_000),
   CHAT_MANAGER_PAUSE_MS: int(30 * 60_000),
+  /** Turns per run before the chat workflow continues-as-new (it also does when Temporal suggests it). */
+  CHAT_TURN_LIMIT: z.coerce.number().int().positive().default(100),
+  /** S3 prefix of the shop's data (ontology.ttl, delivery-policy.md); `npm start` uploads test/fixtures/shop/. */
+  CHAT_SHOP_PREFIX: z.string().default('shop/'),
 
   // --- Logging
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -181,7 +181,7 @@ async function prepareStorage(config: Config): Promise<void> {
   const storage = createStorage(config);
   try {
     await ensureStorage(storage);
-    const keys = await uploadDir(storage, path.join(ROOT, 'test', 'fixtures', 'shop'), 'shop/');
+    const keys = await uploadDir(storage, path.join(ROOT, 'test', 'fixtures', 'shop'), config.CHAT_SHOP_PREFIX);
     say(
       `storage: bucket ${config.S3_BUCKET} and tables ${config.DYNAMO_TABLE_PREFIX}* ready` +
         (keys.length ? `; uploaded ${keys.join(', ')}` : '; no chat sample data in test/fixtures/shop/ yet'),

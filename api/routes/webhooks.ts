@@ -19,10 +19,6 @@ import { registerRoute } from '../openapi';
 
 /** The channel this webhook serves; part of every chat's workflow id and storage key. */
 export const CHANNEL = 'channel';
-/** S3 prefix the dev stack uploads the shop's ontology and delivery policy to. */
-export const SHOP_PREFIX = 'shop/';
-/** Answered batches per run before continue-as-new; Temporal's own suggestion may come earlier. */
-export const CHAT_TURN_LIMIT = 100;
 /** A chat message is text; anything longer is not a message we should feed to a model. */
 const MAX_TEXT = 8000;
 
@@ -73,7 +69,13 @@ const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
 export function chatWorkflowInput(
   config: Pick<
     Config,
-    'DEFAULT_MODEL' | 'CHAT_QUIET_MS' | 'CHAT_MAX_WAIT_MS' | 'CHAT_IDLE_CLOSE_MS' | 'CHAT_MANAGER_PAUSE_MS'
+    | 'DEFAULT_MODEL'
+    | 'CHAT_QUIET_MS'
+    | 'CHAT_MAX_WAIT_MS'
+    | 'CHAT_IDLE_CLOSE_MS'
+    | 'CHAT_MANAGER_PAUSE_MS'
+    | 'CHAT_TURN_LIMIT'
+    | 'CHAT_SHOP_PREFIX'
   >,
   chatId: string,
   overrides: Partial<ChatWorkflowInput> = {},
@@ -86,8 +88,8 @@ export function chatWorkflowInput(
     maxWaitMs: config.CHAT_MAX_WAIT_MS,
     idleCloseMs: config.CHAT_IDLE_CLOSE_MS,
     managerPauseMs: config.CHAT_MANAGER_PAUSE_MS,
-    turnLimit: CHAT_TURN_LIMIT,
-    shopPrefix: SHOP_PREFIX,
+    turnLimit: config.CHAT_TURN_LIMIT,
+    shopPrefix: config.CHAT_SHOP_PREFIX,
     ...overrides,
   };
 }
