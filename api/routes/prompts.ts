@@ -42,6 +42,8 @@ export const PromptBodySchema = z
 export type PromptBody = z.infer<typeof PromptBodySchema>;
 
 const IdParamsSchema = z.object({ id: z.string().regex(/^prompt-[\w-]{1,100}$/, 'not a prompt id') });
+/** `?waitMs=`: hold the request until the prompt finishes or the time is up (a long poll instead of polling). */
+const WaitQuerySchema = z.object({ waitMs: z.coerce.number().int().min(0).max(60_000).default(0) }).strict();
 const IdempotencyKeySchema = z.string().min(1).max(255).optional();
 
 const AcceptedSchema = z.object({
@@ -80,6 +82,7 @@ registerRoute({
   path: '/prompts/:id',
   summary: 'Status and, once completed, the result of a prompt',
   params: IdParamsSchema,
+  query: WaitQuerySchema,
   responses: { 200: { description: 'The prompt', body: StatusSchema }, 404: 'No such prompt for this tenant' },
 });
 
@@ -144,9 +147,20 @@ export function promptsRouter(deps: ApiDeps): Router {
 
   router.get('/prompts/:id', async (req: Request, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
+    const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
     const handle = temporal.workflow.getHandle<typeof promptWorkflow>(id);
-    const desc = await handle.describe();
+    let desc = await handle.describe();
     assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Prompt');
+    if (waitMs > 0 && desc.status.name === 'RUNNING') {
+      // Temporal's own long poll on the result; the timer bounds it. Failures are reported below.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        handle.result().catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs))),
+      ]);
+      clearTimeout(timer);
+      desc = await handle.describe();
+    }
     const status = STATUS[desc.status.name] ?? 'unknown';
     const out: z.infer<typeof StatusSchema> = {
       id,

@@ -88,6 +88,22 @@ async function waitForPrompt(id: string, key = KEY_A): Promise<request.Response>
 }
 
 describe('POST /prompts → GET /prompts/:id', () => {
+  it('holds GET /prompts/:id?waitMs= until the prompt completes (a long poll)', async () => {
+    const accepted = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .send({ modelId: services.model, prompt: 'Say yes.', options: { num_predict: 4, temperature: 0 } });
+    expect(accepted.status).toBe(202);
+    // One request, no polling: it returns once the workflow has closed (or after 60 s, then still running).
+    let res = await request(app).get(`/prompts/${accepted.body.id}?waitMs=60000`).set(auth(KEY_A));
+    while (res.body.status === 'running') {
+      res = await request(app).get(`/prompts/${accepted.body.id}?waitMs=60000`).set(auth(KEY_A));
+    }
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe('completed');
+    expect(res.body.result.usage.completionTokens).toBeGreaterThan(0);
+  });
+
   it('runs a prompt on the real model and reports the result with Ollama’s token counts', async () => {
     const accepted = await request(app)
       .post('/prompts')
@@ -114,6 +130,13 @@ describe('POST /prompts → GET /prompts/:id', () => {
     expect(done.body.result.usage.promptTokens).toBeGreaterThan(0);
     expect(done.body.result.usage.completionTokens).toBeGreaterThan(0);
     expect(done.body.closedAt).toBeDefined();
+
+    // A long poll on a finished prompt answers at once with the same result; a bad waitMs is a 400.
+    const again = await request(app).get(`/prompts/${id}?waitMs=60000`).set(auth(KEY_A));
+    expect(again.body).toEqual(done.body);
+    const bad = await request(app).get(`/prompts/${id}?waitMs=999999`).set(auth(KEY_A));
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/^query\.waitMs: /);
 
     // Visible in the Web UI / visibility queries under the tenant's name.
     const desc = await env.client.workflow.getHandle(id).describe();
