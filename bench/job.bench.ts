@@ -135,7 +135,8 @@ async function runJob(stack: Stack, functionId: string, model: string): Promise<
   const res = await stack.api('POST', '/run', { functionId, modelId: model, timeoutSec: 300 });
   if (res.status !== 202) throw new Error(`POST /run answered ${res.status} ${JSON.stringify(res.body)}`);
   for (;;) {
-    const s = await stack.api('GET', `/jobs/${res.body.jobId}`);
+    // A long poll, as a client should wait: polling would load the 2-core machine the LLM runs on.
+    const s = await stack.api('GET', `/jobs/${res.body.jobId}?waitMs=30000`);
     if (['succeeded', 'failed', 'cancelled'].includes(s.body.status) && s.body.result) {
       if (s.body.status !== 'succeeded') throw new Error(`job ended ${s.body.status}: ${s.body.result.error}`);
       return s.body.result;

@@ -52,6 +52,8 @@ export const RunBodySchema = z
   .strict();
 
 const IdParamsSchema = z.object({ id: z.string().regex(/^job-[\w-]{1,100}$/, 'not a job id') });
+/** `?waitMs=`: hold the request until the job ends or the time is up (a long poll instead of polling). */
+const WaitQuerySchema = z.object({ waitMs: z.coerce.number().int().min(0).max(60_000).default(0) }).strict();
 const OutputParamsSchema = z.object({ id: IdParamsSchema.shape.id, name: z.array(z.string().min(1)).min(1) });
 const IdempotencyKeySchema = z.string().min(1).max(255).optional();
 const ListQuerySchema = z
@@ -96,6 +98,7 @@ registerRoute({
   path: '/jobs/:id',
   summary: 'Phase and live usage of a job; its ExecutionResult when done',
   params: IdParamsSchema,
+  query: WaitQuerySchema,
   responses: { 200: 'The job', 404: 'No such job for this tenant' },
 });
 registerRoute({
@@ -233,7 +236,21 @@ export function jobsRouter(deps: ApiDeps): Router {
 
   router.get('/jobs/:id', async (req, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
-    const job = await ownJob(tenantOf(req), id);
+    const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
+    let job = await ownJob(tenantOf(req), id);
+    if (waitMs > 0 && !FINAL.has(job.status)) {
+      // Temporal's own long poll on the workflow result (the record is final by then); the timer bounds it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        temporal.workflow
+          .getHandle(job.workflowId)
+          .result()
+          .catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs))),
+      ]);
+      clearTimeout(timer);
+      job = await ownJob(tenantOf(req), id);
+    }
     const out: Record<string, unknown> = { ...job, webUiUrl: webUiUrl(id) };
     delete out.tenantId;
     if (FINAL.has(job.status)) {
