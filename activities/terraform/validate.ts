@@ -10,9 +10,18 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { getReferencesInExpression, parse } from '@cdktf/hcl2json';
+import type * as Hcl2JsonModule from '@cdktf/hcl2json';
 import type { TerraformDiagnostic, TerraformValidation } from '../../workflows/infra-design-types';
 import { providerOf } from './combine';
+
+// Loaded on first use: the parser instantiates a Go WASM module at import (~50 MB of RSS), which the
+// orchestrator should pay only once a design is validated, not while idle.
+type Hcl2Json = typeof Hcl2JsonModule;
+let hcl2json: Promise<Hcl2Json> | undefined;
+const loadHcl2Json = () => (hcl2json ??= import('@cdktf/hcl2json'));
+const parse: Hcl2Json['parse'] = async (...args) => (await loadHcl2Json()).parse(...args);
+const getReferencesInExpression: Hcl2Json['getReferencesInExpression'] = async (...args) =>
+  (await loadHcl2Json()).getReferencesInExpression(...args);
 
 type Json = Record<string, unknown>;
 
