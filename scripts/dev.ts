@@ -282,14 +282,18 @@ async function run(): Promise<void> {
   const servicesOnly = args.includes('--services-only');
 
   const sup = new Supervisor();
-  let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
-    signals += 1;
-    if (signals > 1) {
+    // A terminal's Ctrl-C reaches npm, tsx and us at once, and npm/tsx forward it too: copies within a second
+    // are the same request. Only a later one means "stop waiting, kill everything".
+    const now = Date.now();
+    if (firstSignalAt && now - firstSignalAt < 1000) return;
+    if (firstSignalAt) {
       warn('second signal: killing everything this started');
       sup.kill();
       process.exit(1);
     }
+    firstSignalAt = now;
     say(`${sig}: shutting down`);
     void sup.stop().then(() => process.exit(0));
   };
