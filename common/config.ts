@@ -137,6 +137,8 @@ export const ConfigSchema = z.object({
   // --- Chats
   CHANNEL_WEBHOOK_SECRET: z.string().min(8).default('dev-webhook-secret'),
   CHANNEL_CALLBACK_URL: z.string().url().optional(),
+  /** The tenant that owns the channel's chats: only its API keys can read or resume them. */
+  CHANNEL_TENANT: z.string().min(1).default('dev'),
   CHAT_QUIET_MS: int(2000),
   CHAT_MAX_WAIT_MS: int(10_000),
   CHAT_IDLE_CLOSE_MS: int(24 * 3_600_000),

@@ -12,6 +12,7 @@ import { chatResumeSignal, chatStatusQuery } from '../../workflows/definitions';
 import type { chatWorkflow } from '../../workflows/chat-workflow';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
+import { assertTenant } from '../middleware/auth';
 import { registerRoute } from '../openapi';
 import { CHANNEL, ChatIdSchema, chatWorkflowId } from './webhooks';
 
@@ -86,8 +87,13 @@ registerRoute({
 const notFound = (chatId: string) => new HttpError(404, 'not_found', `Chat ${chatId} not found`);
 
 export function chatsRouter(deps: ApiDeps): Router {
-  const { storage, temporal } = deps;
+  const { storage, temporal, config } = deps;
   const router = Router();
+  // The channel's chats belong to one tenant (the shop); other tenants' keys see them as missing (404).
+  router.use('/chats', (req, _res, next) => {
+    assertTenant(config.CHANNEL_TENANT, req, 'Chat');
+    next();
+  });
 
   router.get('/chats/:chatId', async (req, res) => {
     const { chatId } = parse(ParamsSchema, req.params, 'params');

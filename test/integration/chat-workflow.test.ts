@@ -35,6 +35,8 @@ jest.setTimeout(120_000);
 const MODEL = 'shopfake:1b';
 const SECRET = 'test-webhook-secret';
 const KEY = 'chat-test-key';
+/** A key of another tenant: the channel's chats belong to `shop`. */
+const OTHER_KEY = 'other-tenant-key';
 const QUIET_MS = 1500;
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 
@@ -82,7 +84,8 @@ beforeAll(async () => {
     DYNAMO_TABLE_PREFIX: `${uid('chat')}-`,
     DEFAULT_MODEL: MODEL,
     CHANNEL_WEBHOOK_SECRET: SECRET,
-    API_KEYS: `${KEY}:shop`,
+    API_KEYS: `${KEY}:shop,${OTHER_KEY}:other`,
+    CHANNEL_TENANT: 'shop',
     API_BODY_LIMIT_BYTES: '16384',
     CHAT_QUIET_MS: String(QUIET_MS),
     CHAT_MAX_WAIT_MS: '6000',
@@ -270,6 +273,18 @@ describe('chatWorkflow', () => {
     expect(chat.body.messages.map((m: { role: string }) => m.role)).toEqual([...texts.map(() => 'customer'), 'bot']);
     const listed = await api('get', `/chats/${chatId}/messages`);
     expect(listed.body.messages).toHaveLength(1);
+    // Another tenant's key sees the chat as missing, the same 404 as an unknown chat.
+    const other = (method: 'get' | 'post', url: string) =>
+      request(app)[method](url).set('Authorization', `Bearer ${OTHER_KEY}`);
+    for (const [method, url] of [
+      ['get', `/chats/${chatId}`],
+      ['get', `/chats/${chatId}/messages`],
+      ['post', `/chats/${chatId}/resume`],
+    ] as const) {
+      const res = await other(method, url);
+      expect(res.status).toBe(404);
+      expect(res.body.error.code).toBe('not_found');
+    }
     await recordHistory('chat-burst', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)));
   });
 
