@@ -23,7 +23,7 @@ import { createLogger } from '../common/logger';
 import { createExecutorWorker } from '../workers/executor';
 import { createLlmWorkers } from '../workers/llm';
 import { createOrchestratorWorker } from '../workers/orchestrator';
-import { ratio, round, sleep, summarize, timeMs, type Bench, type BenchContext, type Row } from './lib';
+import { ratio, round, sleep, summarize, timeMs, type Bench, type BenchContext, type Row, directGenerate } from './lib';
 
 const N_CALLS = Number(process.env.BENCH_JOB_CALLS ?? 20);
 const N_JOBS = Number(process.env.BENCH_JOB_N ?? 5);
@@ -159,22 +159,6 @@ async function bareDockerRun(docker: Docker, image: string): Promise<void> {
   }
 }
 
-async function direct(ctx: BenchContext): Promise<void> {
-  const res = await fetch(`${ctx.ollamaUrl}/api/generate`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: ctx.model,
-      prompt: PROMPT,
-      stream: false,
-      options: { ...OPTIONS, num_ctx: ctx.config.LLM_NUM_CTX },
-      keep_alive: '24h',
-    }),
-  });
-  if (!res.ok) throw new Error(`direct call failed: ${res.status}`);
-  await res.json();
-}
-
 export const bench: Bench = {
   name: 'job',
   async run(ctx) {
@@ -184,13 +168,13 @@ export const bench: Bench = {
     try {
       // 1. LLM call latency, alternating: a direct call, then a job timing one SDK call inside the container
       //    (container start is outside the measured window), so drift on a shared machine hits both sides.
-      for (let i = 0; i < 3; i++) await direct(ctx);
+      for (let i = 0; i < 3; i++) await directGenerate(ctx, PROMPT, OPTIONS);
       const callsFn = await upload(stack, callsScript(1));
       const d: number[] = [];
       const inJob: number[] = [];
       for (let i = 0; i < N_CALLS; i++) {
         ctx.signal.throwIfAborted();
-        d.push(await timeMs(() => direct(ctx)));
+        d.push(await timeMs(() => directGenerate(ctx, PROMPT, OPTIONS)));
         const r = await runJob(stack, callsFn, ctx.model);
         inJob.push(...(JSON.parse(String(r.stdout).trim()) as number[]));
       }

@@ -217,3 +217,28 @@ export async function startBenchServices(): Promise<{ ctx: BenchContext; stop():
     throw err;
   }
 }
+
+/**
+ * The baseline of the latency benches: one request straight to Ollama (no Temporal, no API), with the same
+ * fixed `num_ctx` the llm workers send, so both sides hit the same loaded model. Returns the text.
+ */
+export async function directGenerate(
+  ctx: BenchContext,
+  prompt: string,
+  options: Record<string, unknown>,
+): Promise<string> {
+  const res = await fetch(`${ctx.ollamaUrl}/api/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: ctx.model,
+      prompt,
+      stream: false,
+      options: { ...options, num_ctx: ctx.config.LLM_NUM_CTX },
+      keep_alive: '24h',
+    }),
+  });
+  const body = (await res.json()) as { response?: string; eval_count?: number; error?: string };
+  if (!res.ok || !body.eval_count) throw new Error(`direct call failed: ${res.status} ${JSON.stringify(body)}`);
+  return body.response ?? '';
+}

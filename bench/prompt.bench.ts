@@ -15,7 +15,7 @@ import { createStorage, ensureStorage } from '../activities/storage/clients';
 import { createLogger } from '../common/logger';
 import { createLlmWorkers } from '../workers/llm';
 import { createOrchestratorWorker } from '../workers/orchestrator';
-import { ratio, round, summarize, timeMs, type Bench, type BenchContext, type Row } from './lib';
+import { ratio, round, summarize, timeMs, type Bench, type BenchContext, type Row, directGenerate } from './lib';
 
 const N = Number(process.env.BENCH_PROMPT_N ?? 20);
 const WARMUP = 3;
@@ -75,23 +75,6 @@ async function startStack(ctx: BenchContext): Promise<Stack> {
   };
 }
 
-async function direct(ctx: BenchContext): Promise<string> {
-  const res = await fetch(`${ctx.ollamaUrl}/api/generate`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: ctx.model,
-      prompt: PROMPT,
-      stream: false,
-      options: { ...OPTIONS, num_ctx: ctx.config.LLM_NUM_CTX },
-      keep_alive: '24h',
-    }),
-  });
-  const body = (await res.json()) as { response?: string; eval_count?: number; error?: string };
-  if (!res.ok || !body.eval_count) throw new Error(`direct call failed: ${res.status} ${JSON.stringify(body)}`);
-  return body.response ?? '';
-}
-
 async function viaApi(apiUrl: string, model: string): Promise<string> {
   const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
   const res = await fetch(`${apiUrl}/prompts`, {
@@ -120,7 +103,7 @@ export const bench: Bench = {
       let directText = '';
       let apiText = '';
       for (let i = 0; i < WARMUP; i++) {
-        directText = await direct(ctx);
+        directText = await directGenerate(ctx, PROMPT, OPTIONS);
         apiText = await viaApi(stack.apiUrl, ctx.model);
       }
       const d: number[] = [];
@@ -132,11 +115,11 @@ export const bench: Bench = {
         let dt = 0;
         let at = 0;
         if (i % 2 === 0) {
-          dt = await timeMs(() => direct(ctx));
+          dt = await timeMs(() => directGenerate(ctx, PROMPT, OPTIONS));
           at = await timeMs(() => viaApi(stack.apiUrl, ctx.model));
         } else {
           at = await timeMs(() => viaApi(stack.apiUrl, ctx.model));
-          dt = await timeMs(() => direct(ctx));
+          dt = await timeMs(() => directGenerate(ctx, PROMPT, OPTIONS));
         }
         d.push(dt);
         a.push(at);

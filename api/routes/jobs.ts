@@ -15,6 +15,7 @@ import { SearchAttribute } from '../../common/types';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
+import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
 import { checkEntryName } from '../../activities/executor/extract';
@@ -52,8 +53,6 @@ export const RunBodySchema = z
   .strict();
 
 const IdParamsSchema = z.object({ id: z.string().regex(/^job-[\w-]{1,100}$/, 'not a job id') });
-/** `?waitMs=`: hold the request until the job ends or the time is up (a long poll instead of polling). */
-const WaitQuerySchema = z.object({ waitMs: z.coerce.number().int().min(0).max(60_000).default(0) }).strict();
 const OutputParamsSchema = z.object({ id: IdParamsSchema.shape.id, name: z.array(z.string().min(1)).min(1) });
 const IdempotencyKeySchema = z.string().min(1).max(255).optional();
 const ListQuerySchema = z
@@ -239,16 +238,8 @@ export function jobsRouter(deps: ApiDeps): Router {
     const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
     let job = await ownJob(tenantOf(req), id);
     if (waitMs > 0 && !FINAL.has(job.status)) {
-      // Temporal's own long poll on the workflow result (the record is final by then); the timer bounds it.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        temporal.workflow
-          .getHandle(job.workflowId)
-          .result()
-          .catch(() => undefined),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs))),
-      ]);
-      clearTimeout(timer);
+      // The record is final once the workflow has closed (it writes it before returning).
+      await waitForClose(temporal.workflow.getHandle(job.workflowId), waitMs);
       job = await ownJob(tenantOf(req), id);
     }
     const out: Record<string, unknown> = { ...job, webUiUrl: webUiUrl(id) };

@@ -13,6 +13,7 @@ import { ChatMessageSchema, LlmOptionsSchema, SearchAttribute } from '../../comm
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
+import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { assertTenant, tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
@@ -42,8 +43,6 @@ export const PromptBodySchema = z
 export type PromptBody = z.infer<typeof PromptBodySchema>;
 
 const IdParamsSchema = z.object({ id: z.string().regex(/^prompt-[\w-]{1,100}$/, 'not a prompt id') });
-/** `?waitMs=`: hold the request until the prompt finishes or the time is up (a long poll instead of polling). */
-const WaitQuerySchema = z.object({ waitMs: z.coerce.number().int().min(0).max(60_000).default(0) }).strict();
 const IdempotencyKeySchema = z.string().min(1).max(255).optional();
 
 const AcceptedSchema = z.object({
@@ -152,13 +151,7 @@ export function promptsRouter(deps: ApiDeps): Router {
     let desc = await handle.describe();
     assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Prompt');
     if (waitMs > 0 && desc.status.name === 'RUNNING') {
-      // Temporal's own long poll on the result; the timer bounds it. Failures are reported below.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        handle.result().catch(() => undefined),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs))),
-      ]);
-      clearTimeout(timer);
+      await waitForClose(handle, waitMs);
       desc = await handle.describe();
     }
     const status = STATUS[desc.status.name] ?? 'unknown';
