@@ -4,6 +4,7 @@
  * mirrors this file. Not for workflow code (it reads process.env); workflows get values as arguments.
  */
 import { z } from 'zod';
+import { DEFAULT_NUM_PREDICT, parseNumPredictTable } from './llm-bounds';
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 const bool = (def: boolean) =>
@@ -74,6 +75,20 @@ const priceTable = z
     return prices;
   });
 
+/** `kind=default/max,...` over common/llm-bounds.ts DEFAULT_NUM_PREDICT. */
+const numPredictTable = z
+  .string()
+  .default('')
+  .transform((s, ctx) => {
+    if (!s.trim()) return { ...DEFAULT_NUM_PREDICT };
+    const parsed = parseNumPredictTable(s);
+    if ('problems' in parsed) {
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+    return parsed.table;
+  });
+
 export const ConfigSchema = z.object({
   // --- Temporal
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
@@ -114,6 +129,11 @@ export const ConfigSchema = z.object({
   /** Fixed context size for every request, so Ollama never reloads a model for a different num_ctx. */
   LLM_NUM_CTX: int(4096),
   LLM_CALL_TIMEOUT_MS: int(120_000),
+  /**
+   * num_predict per call kind, `kind=default/max,...` (e.g. `prompt=256/2048,chat.agent=160/400`); kinds not named
+   * keep their defaults (common/llm-bounds.ts). Callers may ask for less than max, never more.
+   */
+  LLM_NUM_PREDICT: numPredictTable,
   CATALOG_NODE_TIMEOUT_MS: int(2000),
   /** `model=usdPer1kPrompt/usdPer1kCompletion,...`; `*` is the fallback. */
   PRICE_TABLE: priceTable,

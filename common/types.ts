@@ -1,5 +1,6 @@
 /** Shared data shapes and zod schemas. Workflow-safe: no Node built-ins, no I/O. */
 import { z } from 'zod';
+import type { LlmCallKind } from './llm-bounds';
 
 export const ChatMessageSchema = z.object({
   role: z.enum(['system', 'user', 'assistant', 'tool']),
@@ -38,6 +39,7 @@ export interface LlmResult {
   model: string;
   nodeId: string;
   usage: LlmUsage;
+  /** Why generation stopped: 'stop', 'length' (num_predict reached), 'repetition' (a loop was cut off). */
   doneReason?: string;
 }
 
@@ -51,6 +53,8 @@ export interface LlmChatInput {
   options?: LlmOptions;
   /** Shown in the Web UI as the activity summary (who asked and why). */
   purpose?: string;
+  /** Decides the call's num_predict bound (common/llm-bounds.ts); default 'prompt'. */
+  kind?: LlmCallKind;
 }
 
 export interface LlmGenerateInput {
@@ -60,6 +64,8 @@ export interface LlmGenerateInput {
   format?: LlmFormat;
   options?: LlmOptions;
   purpose?: string;
+  /** Decides the call's num_predict bound (common/llm-bounds.ts); default 'prompt'. */
+  kind?: LlmCallKind;
 }
 
 export interface LlmEmbedInput {
