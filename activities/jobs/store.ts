@@ -3,12 +3,19 @@
  * in S3 (a DynamoDB item is capped at 400 KB; stdout alone may be larger). Shared by the API and the
  * orchestrator's jobs activities.
  *
- * - functions: pk `tenant#<t>`, sk `fn#<id>`
+ * - functions: pk `tenant#<t>`, sk `fn#<id>` (the current version) and `fnv#<id>#<version>` (every version)
  * - jobs:      pk `tenant#<t>`, sk `job#<id>`; gsi1 (`tenant#<t>`, `<createdAt>#<id>`) lists newest first
  * - usage:     one row per job and model; pk `tenant#<t>`, sk `<finishedAt>#<jobId>#<model>`;
  *              gsi1 (`fn#<functionId>`, same sort key) for usage per function
  */
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import {
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
 import type { Storage } from '../storage/clients';
 import type { ExecutionResult, FunctionRecord, JobRecord, JobStatusName } from './types';
 
@@ -18,30 +25,115 @@ const RECORD_LOG_CHARS = 8 * 1024;
 
 export const resultKey = (jobId: string) => `jobs/${jobId}/result.json`;
 
-export async function putFunction(storage: Storage, fn: FunctionRecord): Promise<void> {
-  await storage.doc.send(
-    new PutCommand({
-      TableName: storage.table('functions'),
-      Item: {
-        pk: tenantPk(fn.tenantId),
-        sk: `fn#${fn.functionId}`,
-        gsi1pk: `fn#${fn.functionId}`,
-        gsi1sk: fn.createdAt,
-        ...fn,
-      },
-    }),
-  );
+/** Version rows sort in order: `fnv#<id>#0000000001`. */
+const versionSk = (functionId: string, version: number) => `fnv#${functionId}#${String(version).padStart(10, '0')}`;
+
+/** Thrown when another upload took the version this one meant to write; the caller retries with a fresh read. */
+export class FunctionVersionConflict extends Error {}
+
+/**
+ * Stores `fn` as version `fn.version` and makes it the function's current version, atomically: the version
+ * row must be new and the head must still be at `previousVersion` (absent for a new function). Two concurrent
+ * uploads of one name cannot both become version N; the loser gets FunctionVersionConflict.
+ */
+export async function putFunctionVersion(
+  storage: Storage,
+  fn: FunctionRecord & { version: number },
+  previousVersion: number | undefined,
+): Promise<void> {
+  const table = storage.table('functions');
+  const head = {
+    pk: tenantPk(fn.tenantId),
+    sk: `fn#${fn.functionId}`,
+    gsi1pk: `fn#${fn.functionId}`,
+    gsi1sk: fn.createdAt,
+    ...fn,
+  };
+  try {
+    await storage.doc.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Put: {
+              TableName: table,
+              Item: { ...fn, pk: tenantPk(fn.tenantId), sk: versionSk(fn.functionId, fn.version) },
+              ConditionExpression: 'attribute_not_exists(pk)',
+            },
+          },
+          {
+            Put: {
+              TableName: table,
+              Item: head,
+              ...(previousVersion === undefined
+                ? { ConditionExpression: 'attribute_not_exists(pk)' }
+                : {
+                    // A head written before versions existed has no `version`: it is version 1.
+                    ConditionExpression:
+                      previousVersion === 1 ? 'attribute_not_exists(version) OR version = :prev' : 'version = :prev',
+                    ExpressionAttributeValues: { ':prev': previousVersion },
+                  }),
+            },
+          },
+        ],
+      }),
+    );
+  } catch (err) {
+    if ((err as { name?: string }).name === 'TransactionCanceledException') {
+      throw new FunctionVersionConflict(`function ${fn.functionId} changed while version ${fn.version} was written`);
+    }
+    throw err;
+  }
 }
 
+/** A new function (POST /functions): version 1. */
+export async function putFunction(storage: Storage, fn: FunctionRecord): Promise<void> {
+  await putFunctionVersion(storage, { ...fn, version: 1 }, undefined);
+}
+
+/** The function's current version, or the given one. Records written before versions existed are version 1. */
 export async function getFunction(
   storage: Storage,
   tenantId: string,
   functionId: string,
+  version?: number,
 ): Promise<FunctionRecord | undefined> {
+  const sk = version === undefined ? `fn#${functionId}` : versionSk(functionId, version);
   const res = await storage.doc.send(
-    new GetCommand({ TableName: storage.table('functions'), Key: { pk: tenantPk(tenantId), sk: `fn#${functionId}` } }),
+    new GetCommand({ TableName: storage.table('functions'), Key: { pk: tenantPk(tenantId), sk } }),
   );
-  return res.Item ? (strip(res.Item) as unknown as FunctionRecord) : undefined;
+  if (!res.Item) {
+    // Version 1 of a record from before versions existed is its head row.
+    if (version === 1) {
+      const head = await getFunction(storage, tenantId, functionId);
+      return head && (head.version ?? 1) === 1 ? head : undefined;
+    }
+    return undefined;
+  }
+  const rec = strip(res.Item) as unknown as FunctionRecord;
+  return { ...rec, version: rec.version ?? 1 };
+}
+
+/** Every stored version of a function, oldest first (at most `limit`). */
+export async function listFunctionVersions(
+  storage: Storage,
+  tenantId: string,
+  functionId: string,
+  limit = 100,
+): Promise<FunctionRecord[]> {
+  const res = await storage.doc.send(
+    new QueryCommand({
+      TableName: storage.table('functions'),
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: { ':pk': tenantPk(tenantId), ':prefix': `fnv#${functionId}#` },
+      Limit: limit,
+    }),
+  );
+  const rows = (res.Items ?? []).map((i) => strip(i) as unknown as FunctionRecord);
+  if (rows.length === 0) {
+    const head = await getFunction(storage, tenantId, functionId);
+    return head ? [head] : [];
+  }
+  return rows;
 }
 
 function strip(item: Record<string, unknown>): Record<string, unknown> {

@@ -14,8 +14,10 @@ export interface JobLimits {
   outputLimitBytes: number;
   maxLlmCalls: number;
   maxTokens: number;
-  /** `num_predict` for calls that set none (Ollama's default is unbounded). */
+  /** `num_predict` for calls that set none (otherwise the `job` kind's default, LLM_NUM_PREDICT). */
   defaultNumPredict?: number;
+  /** The most `num_predict` a call may ask for (LLM_NUM_PREDICT `job` max; absent in older jobs: the default). */
+  maxNumPredict?: number;
 }
 
 export interface JobInput {
@@ -92,6 +94,8 @@ export interface JobUsage {
   /** Calls refused (limits, unknown model) or failed after retries; not metered. */
   rejectedCalls: number;
   failedCalls: number;
+  /** Calls running now (live status only; `calls` counts finished ones). */
+  callsInFlight?: number;
   llm_token_count: TokenCount;
   byModel: Record<string, ModelUsage>;
 }
@@ -167,9 +171,17 @@ export interface JobRecord {
 }
 
 /** A function's record in DynamoDB (table `functions`). */
+/**
+ * A function id: generated (`fn-<uuid>`, POST /functions) or chosen by the user (`PUT /functions/func-123`).
+ * Letters, digits, `_`, `.`, `-`; starts with a letter or digit.
+ */
+export const FUNCTION_ID_PATTERN = /^[A-Za-z0-9][\w.-]{0,127}$/;
+
 export interface FunctionRecord {
   functionId: string;
   tenantId: string;
+  /** 1, 2, ... : every upload under one id is kept; runs use the latest unless they name one. */
+  version?: number;
   name?: string;
   entry: string;
   packageKey: string;

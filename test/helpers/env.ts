@@ -30,7 +30,7 @@ export const services = {
     return need('AWS_ENDPOINT_URL');
   },
   get model() {
-    return process.env.DEFAULT_MODEL ?? 'gemma3:270m';
+    return process.env.DEFAULT_MODEL ?? 'smollm2:135m';
   },
   get runtimeImage() {
     return process.env.JOB_RUNTIME_IMAGE ?? 'ainode/python-runtime:latest';

@@ -21,7 +21,7 @@ import { createLlmWorkers } from '../../workers/llm';
 import { ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
-import { buildZip } from '../fixtures/jobs/zips';
+import { buildZip, scriptZip } from '../fixtures/jobs/zips';
 
 jest.setTimeout(180_000);
 
@@ -268,5 +268,51 @@ describe('jobs through the API', () => {
     expect(bad.status).toBe(400);
     expect(bad.body.error.message).toMatch(/^body\.memoryMb/);
     expect((await request(app).get('/jobs/job-unknown').set(A)).status).toBe(404);
+  });
+});
+
+describe('functions under a chosen id, with versions (PUT /functions/:id)', () => {
+  const put = (id: string, zip: Buffer, key = A) =>
+    request(app).put(`/functions/${id}`).set(key).set('content-type', 'application/zip').send(zip);
+  const printer = (text: string) => scriptZip(`print(${JSON.stringify(text)})\n`);
+
+  it('keeps every upload as a version; POST /run uses the latest or the one named', async () => {
+    const id = `func-${uid('v')}`;
+    const v1 = await put(id, await printer('one'));
+    expect(v1.status).toBe(201);
+    expect(v1.body).toMatchObject({ functionId: id, version: 1, entry: 'main.py' });
+    // The same package again is not a new version.
+    const same = await put(id, await printer('one'));
+    expect(same.status).toBe(200);
+    expect(same.body.version).toBe(1);
+    const v2 = await put(id, await printer('two'));
+    expect(v2.status).toBe(201);
+    expect(v2.body.version).toBe(2);
+
+    expect((await request(app).get(`/functions/${id}`).set(A)).body.version).toBe(2);
+    expect((await request(app).get(`/functions/${id}?version=1`).set(A)).body.sha256).toBe(v1.body.sha256);
+    const versions = await request(app).get(`/functions/${id}/versions`).set(A);
+    expect(versions.body.versions.map((v: { version: number }) => v.version)).toEqual([1, 2]);
+    // Another tenant sees none of it, and its own PUT of the same id is its own function.
+    expect((await request(app).get(`/functions/${id}`).set(B)).status).toBe(404);
+    expect((await request(app).get(`/functions/${id}/versions`).set(B)).status).toBe(404);
+
+    const latest = await request(app).post('/run').set(A).send({ functionId: id, modelId: MODEL });
+    expect(latest.status).toBe(202);
+    expect((await waitForJob(latest.body.jobId as string)).body.result.stdout).toBe('two\n');
+    const pinned = await request(app).post('/run').set(A).send({ functionId: id, functionVersion: 1, modelId: MODEL });
+    expect((await waitForJob(pinned.body.jobId as string)).body.result.stdout).toBe('one\n');
+    const missing = await request(app).post('/run').set(A).send({ functionId: id, functionVersion: 9, modelId: MODEL });
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.message).toMatch(/version 9 not found/);
+  });
+
+  it('400 naming the field for an id that is not one', async () => {
+    const res = await put('bad%20id!', await printer('x'));
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toMatch(/^params\.id: /);
+    const run = await request(app).post('/run').set(A).send({ functionId: '../x', modelId: MODEL });
+    expect(run.status).toBe(400);
+    expect(run.body.error.message).toMatch(/^body\.functionId: /);
   });
 });

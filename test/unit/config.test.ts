@@ -32,7 +32,7 @@ describe('loadConfig', () => {
     const c = loadConfig({});
     expect(c.TEMPORAL_ADDRESS).toBe('127.0.0.1:7233');
     expect(c.API_PORT).toBe(8080);
-    expect(c.DEFAULT_MODEL).toBe('gemma3:270m');
+    expect(c.DEFAULT_MODEL).toBe('smollm2:135m');
     expect(c.AWS_ENDPOINT_URL).toBeUndefined();
     expect(c.OLLAMA_NODES).toEqual([{ id: 'node-1', url: 'http://127.0.0.1:11434' }]);
     expect([...c.API_KEYS]).toEqual([['dev-key', 'dev']]);
