@@ -50,20 +50,39 @@ async function run(): Promise<number> {
       child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
     });
     // One plain closing line, whatever reads the log: "N passed, N failed".
-    if (existsSync(resultsFile)) {
-      const r = JSON.parse(readFileSync(resultsFile, 'utf8')) as { numPassedTests: number; numFailedTests: number };
-      console.log(`\n${r.numPassedTests} passed, ${r.numFailedTests} failed`);
-    }
+    const line = closingLine(existsSync(resultsFile) ? readFileSync(resultsFile, 'utf8') : undefined, code);
+    console.log(`\n${line}`);
     return code;
   } finally {
     await stopAll();
   }
 }
 
-run().then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+/**
+ * "N passed, N failed" from jest's JSON results. A test file that crashed while loading has no failed tests but
+ * counts as one failure; so does a run that failed (non-zero exit) without any failure in the results.
+ */
+export function closingLine(resultsJson: string | undefined, exitCode: number): string {
+  let passed = 0;
+  let failed = 0;
+  if (resultsJson) {
+    const r = JSON.parse(resultsJson) as {
+      numPassedTests: number;
+      numFailedTests: number;
+      numRuntimeErrorTestSuites?: number;
+    };
+    passed = r.numPassedTests;
+    failed = r.numFailedTests + (r.numRuntimeErrorTestSuites ?? 0);
+  }
+  if (exitCode !== 0 && failed === 0) failed = 1;
+  return `${passed} passed, ${failed} failed`;
+}
+
+if (require.main === module)
+  run().then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
