@@ -90,8 +90,9 @@ export function buildOpenApi(info: { title?: string; version?: string; serverUrl
   const paths: Record<string, Record<string, unknown>> = {};
   const sorted = [...routes.values()].sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
   for (const doc of sorted) {
-    const pathParams = [...doc.path.matchAll(/:(\w+)/g)].map((m) => m[1]!);
-    const oaPath = doc.path.replace(/:(\w+)/g, '{$1}');
+    // Express's `:id` and its wildcard `*name` (the rest of the path) are both OpenAPI path parameters.
+    const pathParams = [...doc.path.matchAll(/[:*](\w+)/g)].map((m) => m[1]!);
+    const oaPath = doc.path.replace(/[:*](\w+)/g, '{$1}');
     const parameters = [
       ...parametersOf(doc.params, 'path', pathParams),
       ...(doc.query ? parametersOf(doc.query, 'query', []) : []),

@@ -6,6 +6,7 @@ import type { ApiDeps } from '../../api/deps';
 import type { Catalog, ModelCatalog } from '../../activities/llm/catalog';
 import type { Storage } from '../../activities/storage/clients';
 import { loadConfig } from '../../common/config';
+import { registeredRoutes } from '../../api/openapi';
 
 const KEY_A = 'key-aaaaaaaa';
 const KEY_B = 'key-bbbbbbbb';
@@ -134,6 +135,21 @@ describe('API skeleton', () => {
     expect(badId.body.error.message).toMatch(/^params\.id: /);
   });
 
+  it('every route the app serves is registered and in /openapi.json, and nothing else is', async () => {
+    const { app } = makeApp();
+    const served = expressRoutes(app).sort();
+    const registered = registeredRoutes()
+      .map((r) => `${r.method} ${r.path}`)
+      .sort();
+    expect(served.length).toBeGreaterThan(20);
+    expect(registered).toEqual(served);
+    const doc = (await request(app).get('/openapi.json')).body as { paths: Record<string, Record<string, unknown>> };
+    const documented = Object.entries(doc.paths)
+      .flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p.replace(/\{(\w+)\}/g, ':$1')}`))
+      .sort();
+    expect(documented).toEqual(served.map((r) => r.replace(/\*(\w+)/g, ':$1')).sort());
+  });
+
   it('/openapi.json is public and documents every route with its schemas', async () => {
     const { app } = makeApp();
     const res = await request(app).get('/openapi.json');
@@ -156,3 +172,22 @@ describe('API skeleton', () => {
     expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 });
+
+/** `method path` of every route mounted on the app (Express 5 router stacks, sub-routers mounted at /). */
+function expressRoutes(app: ReturnType<typeof createApp>): string[] {
+  interface Layer {
+    route?: { path: string; methods: Record<string, boolean> };
+    handle?: { stack?: Layer[] };
+  }
+  const out: string[] = [];
+  const walk = (stack: Layer[]) => {
+    for (const layer of stack) {
+      if (layer.route) {
+        for (const [m, on] of Object.entries(layer.route.methods))
+          if (on && m !== '_all') out.push(`${m} ${layer.route.path}`);
+      } else if (layer.handle?.stack) walk(layer.handle.stack);
+    }
+  };
+  walk((app as unknown as { router: { stack: Layer[] } }).router.stack);
+  return [...new Set(out)];
+}
