@@ -1,22 +1,34 @@
 /**
  * chatWorkflow: one durable workflow per customer conversation (`chat-<channel>-<chatId>`), fed by the
  * webhook through signalWithStart. It deduplicates by message id, debounces a burst (quiet window, capped
- * by a maximum wait), routes the batch with a structured-output LLM call to the product / delivery /
- * general agent, grounds product answers in the ontology, sends the reply through the channel adapter and
- * stores the state each turn. A manager's message pauses the bot; the chat continues-as-new before its
+ * by a maximum wait), and answers it: one structured-output LLM call picks {agent, product, intent} from
+ * enums built from the shop data (one repair attempt, then keywords); product and delivery replies are
+ * written from the data, only the general agent writes free text, and every reply is checked before the
+ * channel adapter sends it. It stores the state each turn. A manager's message pauses the bot; the chat continues-as-new before its
  * history grows large and closes after inactivity.
  */
 import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { ChannelActivities } from '../activities/channel/types';
-import type { ChatActivities, ChatAgent, ChatLine, ChatState, ProductFact } from '../activities/chat/types';
+import type {
+  ChatActivities,
+  ChatAgent,
+  ChatChoice,
+  ChatLine,
+  ChatPath,
+  ChatReplyMeta,
+  ChatState,
+  ChatTurnPlan,
+  ProductFact,
+} from '../activities/chat/types';
 import type { ChatMessage } from '../common/types';
 import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
 import {
@@ -253,25 +265,94 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
   }
 
   async function answer(batch: PendingMessage[]): Promise<void> {
+    // Runs recorded before structured replies replay through the free-text path they took.
+    if (!patched(STRUCTURED_REPLIES_PATCH)) return answerFreeText(batch);
     const history = state.messages.slice();
     const texts = batch.map((m) => m.text);
     for (const m of batch) record({ role: 'customer', text: m.text, at: m.receivedAt, id: m.id });
 
-    // The prompts are built while the router runs: the reply waits for the slower of the two, not both.
-    const [agent, prompts] = await Promise.all([
-      route(texts, history),
-      chat.buildAgentPrompts({ shopPrefix: input.shopPrefix, summary: state.summary, history, batch: texts }),
-    ]);
-    const res = await llm.llmChat({
-      model: input.model,
-      messages: [{ role: 'system', content: prompts.systems[agent] }, ...prompts.turns],
-      options: { temperature: 0.2, num_predict: 200 },
-      purpose: `chat ${input.chatId}: ${agent} agent`,
+    const plan = await chat.prepareChatTurn({
+      shopPrefix: input.shopPrefix,
+      summary: state.summary,
+      history,
+      batch: texts,
     });
-    let text = res.content.trim();
-    if (agent === 'product') text = groundProductReply(text, prompts.products);
-    if (!text) text = 'Thanks for your message! A colleague will get back to you shortly.';
+    const routed = await choose(plan);
+    const { path } = routed;
+    const choice = supportedChoice(routed.choice, plan);
+    if (choice !== routed.choice) {
+      log.info('router choice has no support in the customer’s words: general agent', { routed: routed.choice });
+    }
+    let draft: { text: string; doneReason?: string } | undefined;
+    if (choice.agent === 'general') {
+      // Only the general agent writes free text; product and delivery facts are written from the data.
+      const res = await llmActivities(input.model, { summary: `chat ${input.chatId}: general agent` }).llmChat({
+        model: input.model,
+        messages: plan.general,
+        options: { temperature: 0.3, num_predict: GENERAL_NUM_PREDICT },
+        kind: 'chat.agent',
+        purpose: `chat ${input.chatId}: general agent`,
+      });
+      draft = { text: res.content, doneReason: res.doneReason };
+    }
+    const reply = await chat.composeChatReply.executeWithOptions(
+      { summary: `reply: ${choice.agent} · ${choice.product} · ${choice.intent} (router: ${path})` },
+      [
+        {
+          shopPrefix: input.shopPrefix,
+          choice,
+          candidates: plan.candidates,
+          fallback: plan.fallback,
+          batch: texts,
+          draft,
+        },
+      ],
+    );
+    if (reply.replaced) {
+      log.warn('chat reply replaced by the safe reply', {
+        turn: state.turns + 1,
+        ...reply.replaced,
+        draft: draft?.text.slice(0, 300),
+      });
+    }
+    const meta: ChatReplyMeta = { ...reply.choice, path, writer: reply.writer, lang: reply.lang };
+    if (reply.replaced) meta.replaced = reply.replaced;
+    log.info('chat turn', { turn: state.turns + 1, ...meta });
+    await sendReply(batch, reply.text, reply.choice.agent, meta);
+  }
 
+  /** The router's structured choice; invalid output gets one repair attempt, then the keyword fallback. */
+  async function choose(plan: ChatTurnPlan): Promise<{ choice: ChatChoice; path: ChatPath }> {
+    const call = (messages: ChatMessage[], what: string) =>
+      // The summary is what the Web UI shows on the activity.
+      llmActivities(input.model, { summary: `chat ${input.chatId}: ${what}` }).llmChat({
+        model: input.model,
+        messages,
+        format: plan.router.format,
+        options: { temperature: 0, num_predict: ROUTE_NUM_PREDICT },
+        kind: 'chat.route',
+        purpose: `chat ${input.chatId}: ${what}`,
+      });
+    const first = await call(plan.router.messages, 'route');
+    const parsed = parseChoice(first.content, plan.router);
+    if ('choice' in parsed) return { choice: parsed.choice, path: 'model' };
+    log.warn('router output invalid: asking once more', { error: parsed.error, content: first.content.slice(0, 200) });
+    const second = await call(
+      [
+        ...plan.router.messages,
+        { role: 'assistant', content: first.content.slice(0, 500) },
+        { role: 'user', content: repairPrompt(parsed.error) },
+      ],
+      'route (repair)',
+    );
+    const again = parseChoice(second.content, plan.router);
+    if ('choice' in again) return { choice: again.choice, path: 'repaired' };
+    log.warn('router output invalid twice: keyword fallback', { error: again.error, fallback: plan.fallback });
+    return { choice: plan.fallback, path: 'fallback' };
+  }
+
+  /** Records and sends a reply, unless a manager took over meanwhile. */
+  async function sendReply(batch: PendingMessage[], text: string, agent: ChatAgent, meta?: ChatReplyMeta) {
     state.turns++;
     state.lastAgent = agent;
     if (state.paused) {
@@ -289,9 +370,31 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
       text,
       agent,
       inReplyTo: batch.map((m) => m.id),
+      ...(meta ? { meta } : {}),
     });
-    record({ role: 'bot', text, at: Date.now(), id: replyId, agent });
+    record({ role: 'bot', text, at: Date.now(), id: replyId, agent, ...(meta ? { meta } : {}) });
     await save();
+  }
+
+  /** Before structured replies: route, then the agent writes free text, grounded afterwards (kept for replay). */
+  async function answerFreeText(batch: PendingMessage[]): Promise<void> {
+    const history = state.messages.slice();
+    const texts = batch.map((m) => m.text);
+    for (const m of batch) record({ role: 'customer', text: m.text, at: m.receivedAt, id: m.id });
+    const [agent, prompts] = await Promise.all([
+      route(texts, history),
+      chat.buildAgentPrompts({ shopPrefix: input.shopPrefix, summary: state.summary, history, batch: texts }),
+    ]);
+    const res = await llm.llmChat({
+      model: input.model,
+      messages: [{ role: 'system', content: prompts.systems[agent] }, ...prompts.turns],
+      options: { temperature: 0.2, num_predict: 200 },
+      purpose: `chat ${input.chatId}: ${agent} agent`,
+    });
+    let text = res.content.trim();
+    if (agent === 'product') text = groundProductReply(text, prompts.products);
+    if (!text) text = 'Thanks for your message! A colleague will get back to you shortly.';
+    await sendReply(batch, text, agent);
   }
 
   async function route(texts: string[], history: ChatLine[]): Promise<ChatAgent> {
@@ -315,6 +418,62 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
     });
     return parseRoute(res.content) ?? keywordRoute(texts.join(' '));
   }
+}
+
+/**
+ * A product or delivery choice needs support in the customer's words (a product named, product or delivery
+ * keywords: the plan's keyword choice). Without any, it is what a small model picks for "hello" (the first
+ * enum values), and the general agent answers instead.
+ */
+export function supportedChoice(choice: ChatChoice, plan: Pick<ChatTurnPlan, 'fallback'>): ChatChoice {
+  if (choice.agent === 'general' || plan.fallback.agent !== 'general') return choice;
+  return { agent: 'general', product: 'none', intent: 'other' };
+}
+
+/** The patch id of structured replies (router picks, data states, replies checked). */
+export const STRUCTURED_REPLIES_PATCH = 'chat-structured-replies';
+/** {agent, product, intent} is about 30 tokens; the bound leaves room for whitespace, not for prose. */
+const ROUTE_NUM_PREDICT = 64;
+/** Two or three sentences: more only gives a small model room to ramble or loop. */
+const GENERAL_NUM_PREDICT = 96;
+
+/** What the repair attempt tells the model. */
+export function repairPrompt(error: string): string {
+  return `That answer is not valid: ${error}. Answer again with only the JSON object {"agent": ..., "product": ..., "intent": ...}, using the allowed values.`;
+}
+
+/** The router's structured output checked against this turn's enums, or why it is unusable. */
+export function parseChoice(
+  content: string,
+  allowed: { agents: readonly string[]; products: readonly string[]; intents: readonly string[] },
+): { choice: ChatChoice } | { error: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(content);
+  } catch {
+    return { error: `not JSON: ${JSON.stringify(content.slice(0, 80))}` };
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: 'not a JSON object' };
+  const o = v as Record<string, unknown>;
+  const problems: string[] = [];
+  const pickOne = (field: string, values: readonly string[]): string => {
+    const raw = o[field];
+    const hit = typeof raw === 'string' ? values.find((x) => x.toLowerCase() === raw.trim().toLowerCase()) : undefined;
+    if (hit === undefined) {
+      problems.push(
+        typeof raw === 'string'
+          ? `"${field}" must be one of ${values.join(', ')}, not ${JSON.stringify(raw.slice(0, 60))}`
+          : `"${field}" is missing`,
+      );
+    }
+    return hit ?? '';
+  };
+  const choice: ChatChoice = {
+    agent: pickOne('agent', allowed.agents) as ChatAgent,
+    product: pickOne('product', allowed.products),
+    intent: pickOne('intent', allowed.intents),
+  };
+  return problems.length ? { error: problems.join('; ') } : { choice };
 }
 
 /** The router's agent, or undefined when the model's JSON is unusable. */

@@ -79,6 +79,7 @@ export function createChannelActivities(deps: ChannelActivityDeps): ChannelActiv
         inReplyTo: input.inReplyTo,
         via,
         createdAt,
+        ...(input.meta ? { meta: input.meta } : {}),
       });
       return { via, deliveredAt: createdAt };
     },

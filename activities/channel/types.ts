@@ -1,5 +1,5 @@
 /** The channel adapter contract: how chatWorkflow sends replies (imported as types only). */
-import type { ChatAgent } from '../chat/types';
+import type { ChatAgent, ChatReplyMeta } from '../chat/types';
 
 export interface DeliverReplyInput {
   channel: string;
@@ -11,6 +11,8 @@ export interface DeliverReplyInput {
   agent: ChatAgent;
   /** The channel message ids this reply answers. */
   inReplyTo: string[];
+  /** How the reply was chosen and written (kept with it in the outbox). */
+  meta?: ChatReplyMeta;
 }
 
 export interface DeliverReplyResult {
@@ -27,6 +29,8 @@ export interface OutboxMessage {
   inReplyTo: string[];
   via: 'callback' | 'outbox';
   createdAt: number;
+  /** How the reply was chosen and written: router path, pick, writer, a replaced draft. */
+  meta?: ChatReplyMeta;
 }
 
 export interface ChannelActivities {

@@ -38,11 +38,23 @@ export function deliverySystemPrompt(policy: string | undefined): string {
   ].join('\n\n');
 }
 
-export function generalSystemPrompt(): string {
+/** Headings and fixed phrases of our prompts: a reply containing one leaked its instructions. */
+export const PROMPT_MARKERS: readonly string[] = [
+  'You are the customer assistant',
+  'Product facts:',
+  'Delivery policy:',
+  'Earlier in this conversation:',
+  'Answer ONLY from',
+  'New messages:',
+];
+
+/** `language`: the customer's language by name, when it is not English (a small model needs telling). */
+export function generalSystemPrompt(language?: string): string {
   return [
     BASE,
     'Help with greetings, thanks and general questions about the shop. Do not state prices, stock or ' +
       'delivery terms here; offer to look them up if the customer asks.',
+    ...(language && language !== 'English' ? [`The customer writes in ${language}: answer in ${language}.`] : []),
   ].join('\n\n');
 }
 

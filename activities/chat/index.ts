@@ -1,20 +1,44 @@
 /**
- * Chat activities (orchestrator queue): agent prompts grounded in the shop's S3 data, and chat state in
- * DynamoDB. LLM calls themselves are not here: the workflow makes them on the model's pinned queue.
+ * Chat activities (orchestrator queue): each turn's plan (the router's prompt and enum schema from the shop's
+ * S3 data, the general agent's prompt, the keyword fallback), the reply (written from the data, or the model's
+ * draft once it passes the checks), and chat state in DynamoDB. LLM calls themselves are not here: the
+ * workflow makes them on the model's pinned queue.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../common/errors';
 import type { Storage } from '../storage/clients';
 import {
+  PROMPT_MARKERS,
   conversationTurns,
   deliverySystemPrompt,
   generalSystemPrompt,
   productSystemPrompt,
   withSummary,
 } from './agents';
-import { parseOntology, selectProducts } from './ontology';
+import { detectLanguage, language } from './language';
+import { formatFacts, parseOntology, selectProducts } from './ontology';
+import { deliveryTopics, policyLines } from './policy';
+import { dataReply } from './replies';
+import { checkReply, findPrices } from './reply-check';
+import {
+  keywordChoice,
+  reconcileChoice,
+  routerIntents,
+  routerMessages,
+  routerProducts,
+  routerSchema,
+  routerSystemPrompt,
+} from './router';
 import { readChatState, writeChatState } from './state';
-import type { AgentPrompts, BuildAgentPromptsInput, ChatActivities, ProductFact } from './types';
+import {
+  CHAT_AGENTS,
+  type AgentPrompts,
+  type BuildAgentPromptsInput,
+  type ChatActivities,
+  type ChatLine,
+  type ComposedReply,
+  type ProductFact,
+} from './types';
 
 export type { ChatActivities } from './types';
 
@@ -65,7 +89,80 @@ export function createChatActivities(deps: ChatActivityDeps): ChatActivities {
       }
     });
 
+  const shop = async (prefix: string) => {
+    const [products, policy] = await Promise.all([
+      catalogue(`${prefix}${ONTOLOGY_FILE}`),
+      cached(`policy:${prefix}`, () => text(`${prefix}${DELIVERY_POLICY_FILE}`)),
+    ]);
+    return { products: products ?? [], policy };
+  };
+
   return {
+    async prepareChatTurn({ shopPrefix, summary, history, batch }) {
+      const { products, policy } = await shop(shopPrefix);
+      const intents = routerIntents(deliveryTopics(policy));
+      const named = selectProducts(products, [batch]).map((p) => p.name);
+      const candidates = named.length ? named : recentlyNamed(products, history);
+      const enumProducts = routerProducts(
+        products.map((p) => p.name),
+        candidates,
+      );
+      const lang = detectLanguage(batch.join('\n'));
+      return {
+        router: {
+          messages: routerMessages(enumProducts, intents, history, batch),
+          format: routerSchema(enumProducts, intents),
+          agents: [...CHAT_AGENTS],
+          products: enumProducts,
+          intents,
+        },
+        general: [
+          { role: 'system', content: withSummary(generalSystemPrompt(language(lang.code).name), summary) },
+          ...conversationTurns(history, batch),
+        ],
+        candidates,
+        fallback: keywordChoice(batch, candidates, named.length > 0, intents),
+        lang: lang.code,
+      };
+    },
+
+    async composeChatReply(input): Promise<ComposedReply> {
+      const data = await shop(input.shopPrefix);
+      const catalogueNames = data.products.map((p) => p.name);
+      const intents = routerIntents(deliveryTopics(data.policy));
+      const customer = detectLanguage(input.batch.join('\n'));
+      const fit = (c: typeof input.choice) =>
+        reconcileChoice(c, { catalogue: catalogueNames, candidates: input.candidates, intents, batch: input.batch });
+      const choice = fit(input.choice);
+      if (choice.agent !== 'general' || input.draft === undefined) {
+        const reply = dataReply(choice, data, customer.code);
+        return { ...reply, choice, lang: customer.code };
+      }
+      const policy = policyLines(data.policy);
+      const checked = checkReply(input.draft.text, {
+        references: [
+          generalSystemPrompt(language(customer.code).name),
+          routerSystemPrompt(routerProducts(catalogueNames, input.candidates), intents),
+          formatFacts(data.products),
+          ...policy,
+        ],
+        markers: PROMPT_MARKERS,
+        allowedPrices: [
+          ...data.products.flatMap((p) => (p.price !== undefined ? [Number(p.price)] : [])),
+          ...policy.flatMap(findPrices),
+        ],
+        customer,
+        noNumbers: true,
+        customerText: input.batch.join('\n'),
+        doneReason: input.draft.doneReason,
+      });
+      if ('text' in checked) return { text: checked.text, choice, writer: 'model', lang: customer.code };
+      // The safe reply answers what the customer's words point to: product or policy facts, else the polite line.
+      const safeChoice = fit(input.fallback);
+      const safe = dataReply(safeChoice, data, customer.code);
+      return { ...safe, choice: safeChoice, lang: customer.code, replaced: checked.problem };
+    },
+
     async buildAgentPrompts(input: BuildAgentPromptsInput): Promise<AgentPrompts> {
       const { shopPrefix, summary, history, batch } = input;
       const [all, policy] = await Promise.all([
@@ -98,4 +195,14 @@ export function createChatActivities(deps: ChatActivityDeps): ChatActivities {
       await writeChatState(storage, state);
     },
   };
+}
+
+/** Products named in the recent customer lines, newest line first (a follow-up like "is it in stock?"). */
+function recentlyNamed(products: ProductFact[], history: ChatLine[]): string[] {
+  const lines = history
+    .filter((l) => l.role === 'customer')
+    .slice(-6)
+    .map((l) => [l.text])
+    .reverse();
+  return selectProducts(products, lines).map((p) => p.name);
 }

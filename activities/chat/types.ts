@@ -16,6 +16,8 @@ export interface ChatLine {
   agent?: ChatAgent;
   /** A customer line that arrived while a manager had the chat: recorded, never answered by the bot. */
   held?: boolean;
+  /** A bot line: how it was chosen and written (router path, pick, writer, a replaced draft). */
+  meta?: ChatReplyMeta;
 }
 
 /** Chat state, written to DynamoDB (table `chats`) each turn and carried through continue-as-new. */
@@ -75,8 +77,99 @@ export interface AgentPrompts {
   products: ProductFact[];
 }
 
+/** Product questions the data answers; the router's intent enum also lists the policy's delivery topics. */
+export const PRODUCT_INTENTS = ['price', 'stock', 'options', 'description'] as const;
+export type ProductIntent = (typeof PRODUCT_INTENTS)[number];
+/** The intent when nothing more specific fits (any agent). */
+export const OTHER_INTENT = 'other';
+/** The product value when the customer names none. */
+export const NO_PRODUCT = 'none';
+
+/** What a batch is about: the router's structured output, or the keyword fallback's. */
+export interface ChatChoice {
+  agent: ChatAgent;
+  /** A product name from the catalogue, or 'none'. */
+  product: string;
+  /** A product intent, a delivery topic id, or 'other'. */
+  intent: string;
+}
+
+/** How the choice was obtained: the model's first answer, its answer after one repair, or keywords. */
+export type ChatPath = 'model' | 'repaired' | 'fallback';
+
+/** Who wrote a reply's text: code from the shop data, the model (checked), or a fixed polite line. */
+export type ChatWriter = 'data' | 'model' | 'fallback';
+
+/** Why the model's draft was not sent (the safe data-only reply went instead). */
+export type ReplyProblemReason = 'empty' | 'echo' | 'repetition' | 'price' | 'fact' | 'language' | 'truncated';
+
+/** Recorded with every bot reply (chat state line and outbox), so each turn says how it was made. */
+export interface ChatReplyMeta extends ChatChoice {
+  path: ChatPath;
+  writer: ChatWriter;
+  /** The customer's language (LANGUAGES code). */
+  lang: string;
+  /** Set when the model's draft was replaced: why, and what exactly was wrong. */
+  replaced?: { reason: ReplyProblemReason; detail: string };
+}
+
+export type PrepareChatTurnInput = BuildAgentPromptsInput;
+
+/** Everything the workflow needs for one turn's LLM calls, built from the shop data. */
+export interface ChatTurnPlan {
+  router: {
+    /** System prompt (listing products and intents), then the recent context and the new messages. */
+    messages: ChatMessage[];
+    /** JSON schema for Ollama `format`: {agent, product, intent} with enums from this shop's data. */
+    format: Record<string, unknown>;
+    agents: ChatAgent[];
+    products: string[];
+    intents: string[];
+  };
+  /** The general agent's messages: system prompt (in the customer's language) and the conversation. */
+  general: ChatMessage[];
+  /** Products the customer's words name (this batch first, else recent customer lines), best first. */
+  candidates: string[];
+  /** The keyword choice, used when the router's output is unusable twice, and for the safe reply. */
+  fallback: ChatChoice;
+  /** The customer's language (LANGUAGES code, or 'und'). */
+  lang: string;
+}
+
+export interface ComposeChatReplyInput {
+  shopPrefix: string;
+  choice: ChatChoice;
+  /** From the turn's plan. */
+  candidates: string[];
+  fallback: ChatChoice;
+  /** The customer's messages being answered. */
+  batch: string[];
+  /** The general agent's text, when the model wrote one. */
+  draft?: { text: string; doneReason?: string };
+}
+
+export interface ComposedReply {
+  text: string;
+  /** The choice the reply answers (the router's, with an intent or product that did not fit corrected). */
+  choice: ChatChoice;
+  writer: ChatWriter;
+  lang: string;
+  replaced?: { reason: ReplyProblemReason; detail: string };
+}
+
 export interface ChatActivities {
-  /** Builds every agent's prompt with its facts (ontology and delivery policy from S3, cached briefly). */
+  /** The router's prompt and schema (enums from the ontology and policy), the general agent's prompt, the keyword fallback. */
+  prepareChatTurn(input: PrepareChatTurnInput): Promise<ChatTurnPlan>;
+  /**
+   * The reply: written from the data for product and delivery questions; for the general agent the model's
+   * draft, checked (no prompt echo, no loop, no price or fact outside the data, the customer's script), else
+   * the safe data-only reply.
+   */
+  composeChatReply(input: ComposeChatReplyInput): Promise<ComposedReply>;
+  /**
+   * Every agent's prompt (runs recorded before structured replies still replay through this; new turns use
+   * prepareChatTurn / composeChatReply).
+   */
   buildAgentPrompts(input: BuildAgentPromptsInput): Promise<AgentPrompts>;
   /** The stored state of a chat, for a fresh run after the previous one closed. */
   loadChatState(input: { channel: string; chatId: string }): Promise<ChatState | undefined>;

@@ -24,6 +24,19 @@ const MessagesQuerySchema = z
   })
   .strict();
 
+/** How a bot reply was chosen and written (see docs/api.md, "Chats"). */
+const ReplyMetaSchema = z.object({
+  agent: z.string(),
+  product: z.string(),
+  intent: z.string(),
+  path: z.enum(['model', 'repaired', 'fallback']).describe('router: first answer, after one repair, or keywords'),
+  writer: z.enum(['data', 'model', 'fallback']).describe('who wrote the text'),
+  lang: z.string(),
+  replaced: z
+    .object({ reason: z.string(), detail: z.string() })
+    .optional()
+    .describe('why the model draft was not sent'),
+});
 const LineSchema = z.object({
   role: z.enum(['customer', 'manager', 'bot']),
   text: z.string(),
@@ -31,6 +44,7 @@ const LineSchema = z.object({
   id: z.string().optional(),
   agent: z.string().optional(),
   held: z.boolean().optional(),
+  meta: ReplyMetaSchema.optional(),
 });
 const ChatSchema = z.object({
   chatId: z.string(),
@@ -54,6 +68,7 @@ const MessagesSchema = z.object({
       inReplyTo: z.array(z.string()),
       via: z.enum(['callback', 'outbox']),
       createdAt: z.number(),
+      meta: ReplyMetaSchema.optional(),
     }),
   ),
 });

@@ -3,6 +3,7 @@
  * the raw body (not an API key), so this router parses its own raw body and is mounted before the JSON
  * parser. Each customer or manager message is delivered by signalWithStart to `chat-<channel>-<chatId>`.
  */
+import { randomUUID } from 'node:crypto';
 import express, { Router } from 'express';
 import { z } from 'zod';
 import { defineSearchAttributeKey } from '@temporalio/common';
@@ -27,11 +28,16 @@ export const ChatIdSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'letter
 
 const EnvelopeSchema = z.object({ type: z.string().min(1).max(64) }).loose();
 const EntitySchema = z.object({
-  id: z.union([z.string().min(1).max(128), z.number().int()]).transform(String),
+  /** The dedup key. The channel's test event has none: such a message is accepted, without dedup. */
+  id: z
+    .union([z.string().min(1).max(128), z.number().int()])
+    .transform(String)
+    .optional(),
   chatId: ChatIdSchema,
   plainText: z.string().max(MAX_TEXT).default(''),
   personType: z.enum(['user', 'manager', 'bot']),
-  createdAt: z.union([z.number().int().nonnegative(), z.iso.datetime().transform((s) => Date.parse(s))]),
+  /** Defaults to the time of receipt (the channel's test event has none). */
+  createdAt: z.union([z.number().int().nonnegative(), z.iso.datetime().transform((s) => Date.parse(s))]).optional(),
 });
 /** The channel's payload: `{type: "message", entity: {...}}`; other types are acknowledged and ignored. */
 export const WebhookBodySchema = z.object({ type: z.literal('message'), entity: EntitySchema });
@@ -39,8 +45,16 @@ export const WebhookBodySchema = z.object({ type: z.literal('message'), entity: 
 const AcceptedSchema = z.object({
   status: z.literal('accepted'),
   workflowId: z.string(),
+  /** The channel's id, or `noid-<uuid>` when the message had none. */
   messageId: z.string(),
+  /** False when the message had no id: a redelivery of it cannot be recognised. */
+  dedup: z.boolean(),
+  note: z.string().optional(),
 });
+
+/** Prefix of the id given to a message that came without one (such messages are never deduplicated). */
+export const NO_ID_PREFIX = 'noid-';
+const NO_ID_NOTE = 'no message id: redeliveries cannot be deduplicated';
 const IgnoredSchema = z.object({ status: z.literal('ignored'), reason: z.string() });
 
 registerRoute({
@@ -53,7 +67,10 @@ registerRoute({
   body: WebhookBodySchema,
   headers: { [SIGNATURE_HEADER]: 'sha256=<hex HMAC of the raw body>' },
   responses: {
-    202: { description: 'Delivered to the chat workflow', body: AcceptedSchema },
+    202: {
+      description: 'Delivered to the chat workflow (`dedup: false` when the message had no id, as in the test event)',
+      body: AcceptedSchema,
+    },
     200: { description: 'Acknowledged and ignored (not a message, a bot echo, or no text)', body: IgnoredSchema },
     400: 'Malformed payload',
     401: 'Missing or bad signature',
@@ -133,10 +150,10 @@ export function webhooksRouter(deps: ApiDeps, opts: WebhooksRouterOptions = {}):
       return;
     }
     const message: ChatInboundMessage = {
-      id: entity.id,
+      id: entity.id ?? `${NO_ID_PREFIX}${randomUUID()}`,
       text: entity.plainText,
       personType: entity.personType,
-      createdAt: entity.createdAt,
+      createdAt: entity.createdAt ?? Date.now(),
     };
     const input = chatWorkflowInput(config, entity.chatId, opts.chat);
     const workflowId = chatWorkflowId(input.channel, entity.chatId);
@@ -153,7 +170,10 @@ export function webhooksRouter(deps: ApiDeps, opts: WebhooksRouterOptions = {}):
       ],
       staticSummary: `chat ${entity.chatId} on ${input.channel}`,
     });
-    res.status(202).json({ status: 'accepted', workflowId, messageId: entity.id });
+    const dedup = entity.id !== undefined;
+    res
+      .status(202)
+      .json({ status: 'accepted', workflowId, messageId: message.id, dedup, ...(dedup ? {} : { note: NO_ID_NOTE }) });
   });
 
   return router;

@@ -1,6 +1,8 @@
 /**
- * chatWorkflow with the real small model (gemma3:270m on a real Ollama node): whatever the model writes,
- * the router's structured output picks a valid agent and a product reply states only ontology prices.
+ * chatWorkflow with the real small model (the default model on a real Ollama node). Nothing here depends on
+ * what the model writes: only the invariants the workflow guarantees whatever it writes. A reply arrives for
+ * every question; no reply shows the system prompt or the facts block; every price is one the data states;
+ * replies are non-empty and bounded; a Korean customer gets Korean.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,12 +12,17 @@ import { createLlmActivities, createOllamaClient } from '../../activities/llm';
 import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
 import { listOutboxMessages, readChatState } from '../../activities/chat/state';
 import { parseOntology } from '../../activities/chat/ontology';
+import { generalSystemPrompt, PROMPT_MARKERS } from '../../activities/chat/agents';
+import { policyLines } from '../../activities/chat/policy';
+import { findEcho, findPrices } from '../../activities/chat/reply-check';
+import { routerSystemPrompt } from '../../activities/chat/router';
+import type { OutboxMessage } from '../../activities/channel/types';
 import { CHANNEL, chatWorkflowId, chatWorkflowInput } from '../../api/routes/webhooks';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { llmQueue, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { Config } from '../../common/config';
 import { chatMessageSignal, type ChatInboundMessage } from '../../workflows/definitions';
-import { extractPrices, type chatWorkflow } from '../../workflows/chat-workflow';
+import type { chatWorkflow } from '../../workflows/chat-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 
 // The CPU model shares the machine with the rest of the suite: generous, and never asserted on speed.
@@ -23,6 +30,7 @@ jest.setTimeout(480_000);
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 const ontology = readFileSync(path.join(FIXTURES, 'ontology.ttl'), 'utf8');
+const policy = readFileSync(path.join(FIXTURES, 'delivery-policy.md'), 'utf8');
 
 let env: TestWorkflowEnvironment;
 let storage: Storage;
@@ -36,7 +44,7 @@ beforeAll(async () => {
   storage = createStorage(config);
   await ensureStorage(storage);
   await storage.putObject('shop/ontology.ttl', ontology, 'text/turtle');
-  await storage.putObject('shop/delivery-policy.md', readFileSync(path.join(FIXTURES, 'delivery-policy.md')));
+  await storage.putObject('shop/delivery-policy.md', policy, 'text/markdown');
   const workflowBundle = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../workflows/chat-workflow'),
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
@@ -69,50 +77,85 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-it('answers a price question with the real model and states no price the ontology lacks', async () => {
-  const chatId = uid('real');
-  const msg: ChatInboundMessage = {
-    id: 'r1',
-    text: 'How much is the Linen Shirt?',
-    personType: 'user',
-    createdAt: Date.now(),
-  };
-  await env.client.workflow.signalWithStart<typeof chatWorkflow, [ChatInboundMessage]>('chatWorkflow', {
-    workflowId: chatWorkflowId(CHANNEL, chatId),
-    taskQueue: ORCHESTRATOR_QUEUE,
-    args: [chatWorkflowInput(config, chatId, { quietMs: 200, maxWaitMs: 1000 })],
-    signal: chatMessageSignal,
-    signalArgs: [msg],
-  });
-  let replies = await listOutboxMessages(storage, CHANNEL, chatId, { limit: 5 });
-  for (const deadline = Date.now() + 420_000; replies.length === 0 && Date.now() < deadline;) {
+const QUESTIONS = [
+  'How much is the Linen Shirt?',
+  'Is the Wool Beanie in stock?',
+  'How long does delivery take?',
+  'Hello! Who are you?',
+  '안녕하세요',
+  '¿Cuánto cuesta la Linen Shirt?',
+];
+/** Long enough for the longest data reply (all facts of a product, with a language note); far below a loop. */
+const MAX_REPLY = 700;
+
+async function waitForReply(chatId: string): Promise<OutboxMessage> {
+  for (const deadline = Date.now() + 420_000; Date.now() < deadline;) {
+    const replies = await listOutboxMessages(storage, CHANNEL, chatId, { limit: 5 });
+    if (replies.length) return replies[0]!;
     await new Promise((r) => setTimeout(r, 250));
-    replies = await listOutboxMessages(storage, CHANNEL, chatId, { limit: 5 });
   }
-  if (replies.length === 0) {
-    // Say why: a failed workflow, or where the turn is stuck (pending activities and their last failure).
-    const desc = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).describe();
-    const pending = desc.raw.pendingActivities?.map((a) => ({
-      type: a.activityType?.name,
-      attempt: a.attempt,
-      state: a.state,
-      lastFailure: a.lastFailure?.message,
-    }));
-    throw new Error(`no reply: workflow ${desc.status.name}, pending ${JSON.stringify(pending)}`);
+  // Say why: a failed workflow, or where the turn is stuck (pending activities and their last failure).
+  const desc = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).describe();
+  const pending = desc.raw.pendingActivities?.map((a) => ({
+    type: a.activityType?.name,
+    attempt: a.attempt,
+    state: a.state,
+    lastFailure: a.lastFailure?.message,
+  }));
+  throw new Error(`no reply in ${chatId}: workflow ${desc.status.name}, pending ${JSON.stringify(pending)}`);
+}
+
+it('answers every question with a bounded reply that leaks no prompt and states only prices from the data', async () => {
+  const products = parseOntology(ontology);
+  const ontologyPrices = new Set(products.map((p) => Number(p.price)));
+  const dataPrices = new Set([...ontologyPrices, ...policyLines(policy).flatMap(findPrices)]);
+  const prompts = [
+    generalSystemPrompt(),
+    routerSystemPrompt(
+      products.map((p) => p.name),
+      ['price', 'other'],
+    ),
+  ];
+  const chats = QUESTIONS.map((text, i) => ({ chatId: uid(`real${i}`), text }));
+  for (const { chatId, text } of chats) {
+    const msg: ChatInboundMessage = { id: `r-${chatId}`, text, personType: 'user', createdAt: Date.now() };
+    await env.client.workflow.signalWithStart<typeof chatWorkflow, [ChatInboundMessage]>('chatWorkflow', {
+      workflowId: chatWorkflowId(CHANNEL, chatId),
+      taskQueue: ORCHESTRATOR_QUEUE,
+      args: [chatWorkflowInput(config, chatId, { quietMs: 200, maxWaitMs: 1000 })],
+      signal: chatMessageSignal,
+      signalArgs: [msg],
+    });
   }
-  expect(replies).toHaveLength(1);
-  const reply = replies[0]!;
-  expect(reply.text.trim().length).toBeGreaterThan(0);
-  expect(['product', 'delivery', 'general']).toContain(reply.agent);
-  const allowed = new Set(parseOntology(ontology).map((p) => Number(p.price)));
-  if (reply.agent === 'product') {
-    for (const price of extractPrices(reply.text)) expect(allowed).toContain(price);
+  const replies = await Promise.all(chats.map((c) => waitForReply(c.chatId)));
+  for (const [i, reply] of replies.entries()) {
+    const { text } = reply;
+    const question = chats[i]!.text;
+    // The reply and how it was made, in the test output: what a person checks when an invariant fails.
+    console.log(`${question} → [${JSON.stringify(reply.meta)}] ${text}`);
+    expect(text.trim().length).toBeGreaterThan(0);
+    expect(text.length).toBeLessThanOrEqual(MAX_REPLY);
+    expect(['product', 'delivery', 'general']).toContain(reply.agent);
+    expect(reply.meta).toMatchObject({
+      path: expect.stringMatching(/^(model|repaired|fallback)$/),
+      writer: expect.stringMatching(/^(data|model|fallback)$/),
+    });
+    for (const marker of PROMPT_MARKERS) expect(text).not.toContain(marker);
+    expect(text).not.toMatch(/\(SKU [A-Z]+-\d+\)/);
+    expect(findEcho(text, prompts, [])).toBeUndefined();
+    for (const price of findPrices(text)) {
+      expect(reply.agent === 'product' ? ontologyPrices : dataPrices).toContain(price);
+    }
   }
+  // Whatever the model can write, a Korean customer gets Korean.
+  expect(replies[QUESTIONS.indexOf('안녕하세요')]!.text).toMatch(/\p{Script=Hangul}/u);
   // The state row is written right after the reply.
-  let state = await readChatState(storage, CHANNEL, chatId);
+  const [first] = chats;
+  let state = await readChatState(storage, CHANNEL, first!.chatId);
   for (const deadline = Date.now() + 10_000; !state?.turns && Date.now() < deadline;) {
     await new Promise((r) => setTimeout(r, 100));
-    state = await readChatState(storage, CHANNEL, chatId);
+    state = await readChatState(storage, CHANNEL, first!.chatId);
   }
-  expect(state).toMatchObject({ turns: 1, lastAgent: reply.agent });
+  expect(state).toMatchObject({ turns: 1, lastAgent: replies[0]!.agent });
+  expect(state!.messages.at(-1)).toMatchObject({ role: 'bot', meta: replies[0]!.meta });
 });

@@ -40,30 +40,66 @@ const OTHER_KEY = 'other-tenant-key';
 const QUIET_MS = 1500;
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 
-/** Router: keywords on the new messages. Agents: quote what the prompt gave them, like a faithful model. */
+/**
+ * Replies queued for the router, by a text its new messages contain: a test scripts a misbehaving model.
+ * Unscripted, the router answers like a model that reads its prompt: keywords, a product from the enum.
+ */
+const routerScript = new Map<string, string[]>();
+/** The general agent's reply, by a text in the customer's message; SYSTEM_PROMPT echoes the system prompt. */
+const agentScript = new Map<string, string>();
+const SYSTEM_PROMPT = '<system prompt>';
+
+function fakeRoute(fresh: string, format: unknown): { agent: string; product: string; intent: string } {
+  const schema = format as { properties: { product: { enum: string[] } } };
+  const products = schema.properties.product.enum.filter((p) => p !== 'none');
+  const agent = /deliver|shipping|return|refund|track/.test(fresh)
+    ? 'delivery'
+    : /price|how much|stock|have the|discount|pre-order|size|tote|shirt|belt|beanie|cuánto|cuesta/.test(fresh)
+      ? 'product'
+      : 'general';
+  const product =
+    agent !== 'product'
+      ? 'none'
+      : (products.find((p) => fresh.includes(p.toLowerCase())) ??
+        products.find((p) => fresh.includes(p.toLowerCase().split(' ').pop()!)) ??
+        (products.length === 1 ? products[0]! : 'none'));
+  const intent =
+    agent === 'product'
+      ? /how much|price|discount|cuesta/.test(fresh)
+        ? 'price'
+        : /stock|have the|pre-order/.test(fresh)
+          ? 'stock'
+          : /size|colou?r/.test(fresh)
+            ? 'options'
+            : 'other'
+      : agent === 'delivery'
+        ? /express/.test(fresh)
+          ? 'express'
+          : /return/.test(fresh)
+            ? 'returns'
+            : /how long/.test(fresh)
+              ? 'delivery_time'
+              : 'delivery_cost'
+        : 'other';
+  return { agent, product, intent };
+}
+
 function shopBrain(req: FakeRequest): string {
   const system = req.messages[0]?.content ?? '';
   const last = req.messages[req.messages.length - 1]?.content ?? '';
   if (req.format) {
-    const fresh = (last.split('New messages:\n')[1] ?? last).toLowerCase();
-    const agent = /deliver|shipping|return/.test(fresh)
-      ? 'delivery'
-      : /price|how much|stock|have the|discount|pre-order|size|tote|shirt|belt|beanie/.test(fresh)
-        ? 'product'
-        : 'general';
-    return JSON.stringify({ agent, reason: 'scripted router' });
+    // The router's own message (a repair attempt appends the model's answer and the error after it).
+    const routed = req.messages[1]?.content ?? '';
+    const fresh = (routed.split('New messages:\n')[1] ?? routed).toLowerCase();
+    for (const [trigger, queue] of routerScript) {
+      if (fresh.includes(trigger.toLowerCase()) && queue.length) return queue.shift()!;
+    }
+    return JSON.stringify(fakeRoute(fresh, req.format));
   }
-  if (system.includes('Product facts:')) {
-    // A model that makes up a discount: the workflow's grounding must not let this price through.
-    if (last.includes('discount')) return 'Good news: the Linen Shirt is only 19.99 EUR today!';
-    const facts = (system.split('Product facts:\n')[1] ?? '').split('\n').filter((l) => l.startsWith('- '));
-    return facts.length ? facts.map((l) => l.slice(2)).join(' ') : 'Which product do you mean?';
-  }
-  if (system.includes('Delivery policy:')) {
-    const policy = system.split('Delivery policy:\n')[1] ?? '';
-    const word = /express/i.test(last) ? 'Express' : /return/i.test(last) ? 'Returns are' : 'Standard delivery';
-    return (policy.split('\n').find((l) => l.includes(word)) ?? 'I will ask a colleague.').replace(/^- /, '');
-  }
+  for (const [trigger, reply] of agentScript)
+    if (last.includes(trigger)) return reply === SYSTEM_PROMPT ? system : reply;
+  // Like a small model that writes only English.
+  if (/[^\p{Script=Latin}\p{P}\p{N}\s]/u.test(last)) return 'Hello! How can I help you today?';
   return `You wrote: ${last.split('\n').join(' / ')}`;
 }
 
@@ -187,9 +223,28 @@ async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000): Promi
 const status = (chatId: string) =>
   env.client.workflow.getHandle<typeof chatWorkflow>(chatWorkflowId(CHANNEL, chatId)).query(chatStatusQuery);
 
-/** The answer request (not the router's) whose last user message contains `text`. */
-const answerRequestFor = (text: string) =>
+/** The free-text (general agent) requests whose last user message contains `text`. */
+const agentRequestsFor = (text: string) =>
   fake.requests.filter((r) => !r.format && r.messages[r.messages.length - 1]?.content.includes(text));
+/** The router requests (structured output) for new messages containing `text`, in order. */
+const routerRequestsFor = (text: string) =>
+  fake.requests.filter((r) => r.format && r.messages[1]?.content.split('New messages:\n')[1]?.includes(text));
+const enumOf = (req: FakeRequest, field: 'product' | 'intent') =>
+  (req.format as { properties: Record<string, { enum: string[] }> }).properties[field]!.enum;
+
+/** The Web UI's summaries of a chat's activities (what a user sees in the event history). */
+async function activitySummaries(chatId: string, type: string): Promise<string[]> {
+  const history = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).fetchHistory();
+  return (history.events ?? [])
+    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type)
+    .map((e) => {
+      const data = e.userMetadata?.summary?.data;
+      return data ? (JSON.parse(Buffer.from(data).toString('utf8')) as string) : '';
+    });
+}
+
+const SHIRT_PRICE =
+  'The Linen Shirt costs 39.90 EUR and is in stock (12 left). Colours: white, sand, navy; sizes: S, M, L, XL.';
 
 describe('chat webhook', () => {
   it('rejects a bad or missing signature with 401 and starts nothing', async () => {
@@ -235,6 +290,37 @@ describe('chat webhook', () => {
     );
   });
 
+  it('accepts the channel’s test event (no id, no createdAt) without dedup, and answers it', async () => {
+    const chatId = uid('test');
+    const body = { type: 'message', entity: { chatId, plainText: '안녕하세요', personType: 'user' } };
+    const res = await post(body);
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({
+      status: 'accepted',
+      workflowId: chatWorkflowId(CHANNEL, chatId),
+      messageId: expect.stringMatching(/^noid-[0-9a-f-]{36}$/),
+      dedup: false,
+      note: 'no message id: redeliveries cannot be deduplicated',
+    });
+    // Sent again, it is a new message: without an id nothing tells it apart from a redelivery.
+    const again = await post(body);
+    expect(again.status).toBe(202);
+    expect(again.body.messageId).not.toBe(res.body.messageId);
+    const [reply] = await waitForReplies(chatId, 1);
+    expect(reply!.inReplyTo).toEqual([res.body.messageId, again.body.messageId]);
+    expect(reply!.text).toBe('안녕하세요! 메시지 감사합니다. 곧 담당자가 답변드리겠습니다.');
+    // What the workflow received: the generated ids, and createdAt defaulted to the time of receipt.
+    const history = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).fetchHistory();
+    const signals = (history.events ?? [])
+      .filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === chatMessageSignal.name)
+      .map((e) => {
+        const data = e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!;
+        return JSON.parse(Buffer.from(data).toString('utf8')) as ChatInboundMessage;
+      });
+    expect(signals.map((m) => m.id)).toEqual([res.body.messageId, again.body.messageId]);
+    for (const m of signals) expect(Math.abs(m.createdAt - Date.now())).toBeLessThan(120_000);
+  });
+
   it('answers 404 for an unknown chat', async () => {
     expect((await api('get', '/chats/no-such-chat')).status).toBe(404);
     expect((await api('get', '/chats/no-such-chat/messages')).status).toBe(404);
@@ -255,6 +341,14 @@ describe('chatWorkflow', () => {
     expect(reply!.agent).toBe('general');
     expect(reply!.inReplyTo).toEqual(ids);
     expect(reply!.text).toBe(`You wrote: ${texts.join(' / ')}`);
+    expect(reply!.meta).toEqual({
+      agent: 'general',
+      product: 'none',
+      intent: 'other',
+      path: 'model',
+      writer: 'model',
+      lang: 'en',
+    });
     expect(fake.requests.filter((r) => r.format && r.messages[1]!.content.includes('are you open today'))).toHaveLength(
       1,
     );
@@ -262,6 +356,7 @@ describe('chatWorkflow', () => {
     // The channel redelivers message 3 (same id): acknowledged, but the workflow drops it.
     const again = await post(payload(chatId, texts[2]!, 'user', ids[2]));
     expect(again.status).toBe(202);
+    expect(again.body).toMatchObject({ messageId: ids[2], dedup: true });
     expect(await status(chatId)).toMatchObject({ turns: 1, pending: 0 });
     const chat = await eventually(async () => {
       const r = await api('get', `/chats/${chatId}`);
@@ -288,42 +383,149 @@ describe('chatWorkflow', () => {
     await recordHistory('chat-burst', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)));
   });
 
-  it('answers a price question with the ontology price, from facts that were in the prompt', async () => {
+  it('answers a price question with a reply written from the ontology: the model only picked the product', async () => {
     const chatId = uid('price');
     await send(chatId, 'How much is the Linen Shirt?');
     const [reply] = await waitForReplies(chatId, 1);
     expect(reply!.agent).toBe('product');
-    expect(reply!.text).toContain('39.90 EUR');
-    const [req] = answerRequestFor('How much is the Linen Shirt?');
-    expect(req!.messages[0]!.content).toContain('Linen Shirt (SKU LS-100): price 39.90 EUR; in stock (12 left)');
-    expect(req!.messages[0]!.content).not.toContain('Wool Beanie');
+    expect(reply!.text).toBe(SHIRT_PRICE);
+    expect(reply!.meta).toMatchObject({ product: 'Linen Shirt', intent: 'price', path: 'model', writer: 'data' });
+    // One structured call, with the product enum narrowed to what the customer named; no free-text call.
+    const [route] = routerRequestsFor('How much is the Linen Shirt?');
+    expect(enumOf(route!, 'product')).toEqual(['Linen Shirt', 'none']);
+    expect(enumOf(route!, 'intent')).toEqual(expect.arrayContaining(['price', 'stock', 'delivery_time', 'other']));
+    expect(route!.options).toMatchObject({ temperature: 0, num_predict: 64 });
+    expect(agentRequestsFor('How much is the Linen Shirt?')).toHaveLength(0);
+    expect(await activitySummaries(chatId, 'composeChatReply')).toEqual([
+      'reply: product · Linen Shirt · price (router: model)',
+    ]);
   });
 
-  it('never lets an invented price through', async () => {
+  it('never lets an invented price through: the general draft is replaced by the data reply', async () => {
     const chatId = uid('invent');
+    // A confused router sends a product question to the general agent, which makes up a discount.
+    routerScript.set('discount on the linen shirt', ['{"agent":"general","product":"none","intent":"other"}']);
+    agentScript.set('discount', 'Good news: the Linen Shirt is only 19.99 EUR today!');
     await send(chatId, 'Is there a discount on the linen shirt?');
     const [reply] = await waitForReplies(chatId, 1);
-    expect(reply!.text).not.toContain('19.99');
-    expect(reply!.text).toBe('Linen Shirt costs 39.90 EUR, and it is in stock.');
+    expect(reply!.text).toBe(SHIRT_PRICE);
+    expect(reply!.meta).toMatchObject({
+      agent: 'product',
+      product: 'Linen Shirt',
+      writer: 'data',
+      replaced: { reason: 'price', detail: 'states 19.99, not in the shop data' },
+    });
+  });
+
+  it('never shows the customer the system prompt or the facts block', async () => {
+    const echoing = uid('echo');
+    const greeting = uid('echo2');
+    // What users saw: a product question routed to free text, answered with the prompt itself.
+    routerScript.set('wool beanie in stock', ['{"agent":"general","product":"none","intent":"other"}']);
+    agentScript.set(
+      'Wool Beanie',
+      'You are the customer assistant of an online shop. Product facts:\n- Wool Beanie (SKU WB-200): price 24.50 EUR; OUT OF STOCK',
+    );
+    agentScript.set('about yourself', SYSTEM_PROMPT);
+    await send(echoing, 'Is the Wool Beanie in stock?');
+    await send(greeting, 'tell me about yourself');
+    const [r1] = await waitForReplies(echoing, 1);
+    const [r2] = await waitForReplies(greeting, 1);
+    expect(r1!.text).toBe('Sorry, the Wool Beanie is currently out of stock. It costs 24.50 EUR.');
+    expect(r1!.meta?.replaced).toEqual({ reason: 'echo', detail: 'contains "You are the customer assistant"' });
+    // The general agent really did echo its system prompt; the customer got the polite line instead.
+    expect(agentRequestsFor('tell me about yourself')).toHaveLength(1);
+    expect(r2!.text).toBe('Hello! Thanks for your message. A colleague will get back to you shortly.');
+    expect(r2!.meta).toMatchObject({ writer: 'fallback', replaced: { reason: 'echo' } });
+    for (const r of [r1!, r2!]) {
+      expect(r.text).not.toContain('You are the customer assistant');
+      expect(r.text).not.toContain('Product facts:');
+    }
+  });
+
+  it('answers a greeting with the general agent when the router picks a product the words do not support', async () => {
+    const chatId = uid('hello');
+    // What a 270M base model does: the first value of every enum.
+    routerScript.set('who are you', ['{"agent":"product","product":"Canvas Tote Bag","intent":"price"}']);
+    await send(chatId, 'Hello! Who are you?');
+    const [reply] = await waitForReplies(chatId, 1);
+    expect(reply!.text).toBe('You wrote: Hello! Who are you?');
+    expect(reply!.meta).toMatchObject({ agent: 'general', product: 'none', path: 'model', writer: 'model' });
+  });
+
+  it('repairs invalid router output once, then falls back to keywords, and records which path was used', async () => {
+    const repaired = uid('repair');
+    const fallback = uid('fallback');
+    routerScript.set('colours does the linen shirt', ['{"agent": "sales", "product": "Linen Shirt"}']);
+    routerScript.set('linen shirt still in stock', ['{"agent": "prod', 'Sure! The product is the Linen Shirt.']);
+    await send(repaired, 'Which colours does the linen shirt come in?');
+    await send(fallback, 'Is the linen shirt still in stock?');
+    const [r1] = await waitForReplies(repaired, 1);
+    const [r2] = await waitForReplies(fallback, 1);
+    expect(r1!.meta).toMatchObject({ path: 'repaired', product: 'Linen Shirt', intent: 'options' });
+    expect(r1!.text).toBe(
+      'The Linen Shirt comes in these options. Colours: white, sand, navy; sizes: S, M, L, XL. It costs 39.90 EUR and is in stock (12 left).',
+    );
+    // The repair attempt shows the model its answer and says what was wrong.
+    const [, repair] = routerRequestsFor('Which colours does the linen shirt come in?');
+    expect(repair!.messages.at(-2)).toEqual({
+      role: 'assistant',
+      content: '{"agent": "sales", "product": "Linen Shirt"}',
+    });
+    expect(repair!.messages.at(-1)!.content).toContain(
+      '"agent" must be one of product, delivery, general, not "sales"; "intent" is missing',
+    );
+    // Invalid twice: exactly two router calls, then keywords; the reply is still right.
+    expect(routerRequestsFor('Is the linen shirt still in stock?')).toHaveLength(2);
+    expect(r2!.text).toBe('Yes, the Linen Shirt is in stock (12 left). It costs 39.90 EUR.');
+    expect(r2!.meta).toMatchObject({ path: 'fallback', agent: 'product', product: 'Linen Shirt', intent: 'stock' });
+    // Recorded in the chat state and visible in the Web UI (the activity summary).
+    await eventually(async () => {
+      const chat = await api('get', `/chats/${fallback}`);
+      expect(chat.body.messages.at(-1)).toMatchObject({ role: 'bot', meta: { path: 'fallback', writer: 'data' } });
+    });
+    expect(await activitySummaries(fallback, 'composeChatReply')).toEqual([
+      'reply: product · Linen Shirt · stock (router: fallback)',
+    ]);
+    // Structured turns (repair, fallback) for the replay test, when recording (AINODE_RECORD_HISTORIES=1).
+    await recordHistory('chat-structured', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, fallback)));
   });
 
   it('says an out-of-stock product is out of stock', async () => {
     const chatId = uid('oos');
     await send(chatId, 'Do you have the wool beanie?');
     const [reply] = await waitForReplies(chatId, 1);
-    expect(reply!.text).toMatch(/out of stock/i);
-    expect(reply!.text).toContain('Wool Beanie');
+    expect(reply!.text).toBe('Sorry, the Wool Beanie is currently out of stock. It costs 24.50 EUR.');
   });
 
-  it('answers a delivery question from the policy in S3', async () => {
+  it('answers a delivery question with the policy line from S3', async () => {
     const chatId = uid('deliv');
     await send(chatId, 'How much is express delivery?');
     const [reply] = await waitForReplies(chatId, 1);
     expect(reply!.agent).toBe('delivery');
-    expect(reply!.text).toBe('**Express delivery** (next business day, order before 14:00) costs 9.90 EUR.');
-    const [req] = answerRequestFor('How much is express delivery?');
-    expect(req!.messages[0]!.content).toContain('We do not ship outside the EU.');
+    expect(reply!.text).toBe('Express delivery (next business day, order before 14:00) costs 9.90 EUR.');
+    expect(reply!.meta).toMatchObject({ intent: 'express', writer: 'data' });
+    const [route] = routerRequestsFor('How much is express delivery?');
+    expect(enumOf(route!, 'intent')).toEqual(
+      expect.arrayContaining(['express', 'eu_shipping', 'delivery_cost', 'returns', 'refund', 'tracking']),
+    );
     await eventually(async () => expect((await api('get', `/chats/${chatId}`)).body.lastAgent).toBe('delivery'));
+  });
+
+  it('answers in the customer’s language where it can, and never in a script they do not read', async () => {
+    const spanish = uid('es');
+    const korean = uid('ko');
+    await send(spanish, '¿Cuánto cuesta la Linen Shirt?');
+    await send(korean, '안녕하세요');
+    const [es] = await waitForReplies(spanish, 1);
+    const [ko] = await waitForReplies(korean, 1);
+    expect(es!.text).toBe(`Aquí tiene la información (en inglés): ${SHIRT_PRICE}`);
+    expect(es!.meta).toMatchObject({ lang: 'es', writer: 'data' });
+    // The general agent was told the language, answered in English anyway, and was replaced.
+    const [req] = agentRequestsFor('안녕하세요');
+    expect(req!.messages[0]!.content).toContain('The customer writes in Korean: answer in Korean.');
+    expect(ko!.text).toBe('안녕하세요! 메시지 감사합니다. 곧 담당자가 답변드리겠습니다.');
+    expect(ko!.meta).toMatchObject({ lang: 'ko', writer: 'fallback', replaced: { reason: 'language' } });
   });
 
   it('pauses when a manager speaks and answers again after resume', async () => {
@@ -379,9 +581,10 @@ describe('chatWorkflow', () => {
     // The follow-up names no product: only the carried history can tell which one "it" is.
     await send(chatId, 'Can I pre-order it?');
     const replies = await waitForReplies(chatId, 2);
-    expect(replies[1]!.text).toContain('Leather Belt');
-    const [req] = answerRequestFor('Can I pre-order it?');
-    expect(req!.messages.map((m) => m.content)).toEqual(expect.arrayContaining([first.text, r1!.text]));
+    expect(replies[1]!.text).toBe('The Leather Belt is available for pre-order. It costs 49.00 EUR.');
+    const [req] = routerRequestsFor('Can I pre-order it?');
+    expect(req!.messages[1]!.content).toContain(`customer: ${first.text}\nbot: ${r1!.text}`);
+    expect(enumOf(req!, 'product')).toEqual(['Leather Belt', 'none']);
     const current = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).describe();
     expect(current.runId).not.toBe(handle.signaledRunId);
     expect(await status(chatId)).toMatchObject({ turns: 2 });
