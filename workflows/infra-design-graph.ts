@@ -1,11 +1,16 @@
 /**
  * The v2 design graph (route → gather ⇄ human → plan → generate per level in parallel → combine →
  * validate ⇄ fix → store) and `runDesign`, the handlers and follow-up loop shared by both design workflows.
+ * Every LLM node makes one structured call (tight schema, bounded num_predict, one repair request) and falls
+ * back to a deterministic answer; which path each took is kept in `llmPaths` and `notes`.
  * Workflow code, but not a workflow itself: the barrel exports only the workflow files.
  */
 import {
   ApplicationFailure,
   condition,
+  isCancellation,
+  log,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -15,26 +20,39 @@ import { ErrorType } from '../common/errors';
 import { SearchAttribute, type ChatMessage } from '../common/types';
 import { designAnswersSignal, designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from './definitions';
 import { channels, END, Send, START, StateGraph, type CompiledGraph, type PendingInterrupt } from './graph';
+import { defaultResource } from './infra-design-catalog';
 import {
+  acceptPlan,
   addTally,
+  bySchema,
   DESIGN_DEFAULTS,
+  DESIGN_PLAN_INVALID,
+  DESIGN_STRUCTURED_PATCH,
   designActivities,
   emptyTally,
   FIX_SCHEMA,
   GATHER_SCHEMA,
-  normalizePlan,
-  parseJson,
   PLAN_SCHEMA,
   planLevels,
   questionsText,
   renderResource,
   RESOURCE_SCHEMA,
   ROUTE_SCHEMA,
-  salvageResources,
-  tallyOf,
+  salvagePlan,
   type GeneratedResource,
+  type StructuredOutcome,
   type UsageTally,
 } from './infra-design-common';
+import { keywordPlan, keywordRequirements, keywordRoute, repairPlanGraph } from './infra-design-fallback';
+import { legacyV2Nodes } from './infra-design-legacy';
+import {
+  acceptFixedFiles,
+  fixMessages,
+  gatherMessages,
+  generateMessages,
+  planMessages,
+  routeMessages,
+} from './infra-design-prompts';
 import type {
   DesignFileRef,
   DesignGraphVersion,
@@ -43,12 +61,12 @@ import type {
   DesignResult,
   DesignStatus,
   InfraDesignInput,
+  LlmPath,
   PlannedResource,
   TerraformValidation,
 } from './infra-design-types';
 
-/** Failure type when the model cannot produce a usable plan even with the error explained to it. */
-export const DESIGN_PLAN_INVALID = 'DesignPlanInvalid';
+export { DESIGN_PLAN_INVALID } from './infra-design-common';
 
 const WAITING_KEY = defineSearchAttributeKey(SearchAttribute.WaitingForInput, SearchAttributeType.BOOL);
 
@@ -63,6 +81,7 @@ export interface DesignState {
   questionRound: number;
   gatherDone: boolean;
   planAttempts: number;
+  /** Pre-patch designs only: the plan error sent back to the model. */
   planError: string;
   resources: PlannedResource[];
   levels: string[][];
@@ -77,6 +96,10 @@ export interface DesignState {
   best: { files: Record<string, string>; validation: TerraformValidation } | null;
   fileRefs: DesignFileRef[];
   tally: UsageTally;
+  /** Which path gave each structured answer (`route`, `gather`, `plan`, `generate:<id>`, `fix`). */
+  llmPaths: Record<string, LlmPath>;
+  /** Repairs and fallbacks, one line each. */
+  notes: string[];
 }
 
 export function designChannels() {
@@ -102,16 +125,10 @@ export function designChannels() {
     best: channels.replace<DesignState['best']>(null),
     fileRefs: channels.replace<DesignFileRef[]>([]),
     tally: channels.reduce(emptyTally, addTally),
+    llmPaths: channels.merge<LlmPath>(),
+    notes: channels.append<string>(),
   };
 }
-
-const system = (node: string, text: string): ChatMessage => ({
-  role: 'system',
-  content: `ainode design: ${node}\n${text}`,
-});
-
-const transcript = (s: DesignState) =>
-  s.messages.map((m) => `${m.role === 'user' ? 'User' : 'Assistant'}: ${m.content}`).join('\n');
 
 /** Errors of a validation; a file that does not parse outweighs any number of other errors. */
 const errorCount = (v: TerraformValidation) =>
@@ -122,94 +139,193 @@ export function regionOf(requirements: Record<string, string>): string | undefin
   return /[a-z]{2}(-gov)?-[a-z]+-\d/.exec(requirements.region ?? '')?.[0];
 }
 
-/** Files a fix pass may write: the module's .tf files, by base name. */
-function acceptFixedFiles(current: Record<string, string>, raw: unknown): Record<string, string> {
-  const out = { ...current };
-  const list = (raw as { files?: { name?: unknown; content?: unknown }[] })?.files;
-  for (const f of Array.isArray(list) ? list : []) {
-    const name = String(f?.name ?? '')
-      .split('/')
-      .pop();
-    if (name && /^[\w-]+\.tf$/.test(name) && typeof f.content === 'string') out[name] = f.content;
-  }
-  return out;
+/** What the user wrote (request, answers, change requests): the keyword fallbacks read only this. */
+export const userWords = (messages: ChatMessage[]) =>
+  messages
+    .filter((m) => m.role === 'user')
+    .map((m) => m.content)
+    .join('\n');
+
+/**
+ * The state update recording how a structured call went: its path under `key`, and a note (also logged) when
+ * it was not the model's first answer. `instead` says what the fallback used.
+ */
+export function recordPath(
+  key: string,
+  out: Pick<StructuredOutcome<unknown>, 'path' | 'problems'>,
+  instead: string,
+  extra: string[] = [],
+): { llmPaths: Record<string, LlmPath>; notes: string[] } {
+  const why = out.problems
+    .map((p, i) => `${i === 0 ? 'first reply' : 'repair'}: ${p}`)
+    .join('; ')
+    .slice(0, 400);
+  const notes =
+    out.path === 'repaired'
+      ? [`${key}: repaired (${why})`]
+      : out.path === 'fallback'
+        ? [`${key}: fallback, ${instead} (${why})`]
+        : [];
+  for (const note of [...notes, ...extra]) log.warn(note);
+  return { llmPaths: { [key]: out.path }, notes: [...notes, ...extra] };
 }
 
 export interface DesignGraphOptions {
   input: InfraDesignInput;
   onInterrupt?: (pending: PendingInterrupt | undefined) => void;
   onStep?: (node: string | undefined) => void;
+  /** false: the node code of designs started before DESIGN_STRUCTURED_PATCH (default true). */
+  structured?: boolean;
 }
 
 /** The v2 graph. Exported so the bench and tests can build it the same way. */
-export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGraphOptions): CompiledGraph<DesignState> {
+export function buildInfraDesignGraph({
+  input,
+  onInterrupt,
+  onStep,
+  structured = true,
+}: DesignGraphOptions): CompiledGraph<DesignState> {
   const acts = designActivities(input);
   const maxFix = input.maxFixIterations ?? DESIGN_DEFAULTS.maxFixIterations;
   const maxRounds = input.maxQuestionRounds ?? DESIGN_DEFAULTS.maxQuestionRounds;
   const answerTimeout = input.answerTimeout ?? DESIGN_DEFAULTS.answerTimeout;
   const sendLevel = (s: DesignState, i: number) =>
     (s.levels[i] ?? []).map((id) => new Send<DesignState>('generate', { current: id }));
+  const legacy = legacyV2Nodes(acts, maxRounds);
+
+  const nodes = {
+    async route(s: DesignState): Promise<Partial<DesignState>> {
+      if (!s.request.trim()) return { category: 'end', reply: 'The request is empty.' };
+      const out = await acts.structured<{ category: DesignState['category']; reply: string }>({
+        node: 'route',
+        what: 'classify the request',
+        kind: 'design.route',
+        messages: routeMessages(s),
+        schema: ROUTE_SCHEMA,
+        accept: bySchema(ROUTE_SCHEMA),
+      });
+      const value = out.value ?? keywordRoute(s.request);
+      return {
+        category: value.category,
+        reply: value.reply.trim(),
+        tally: out.tally,
+        ...recordPath('route', out, `keyword route → ${value.category}`),
+      };
+    },
+    async gather(s: DesignState): Promise<Partial<DesignState>> {
+      const out = await acts.structured<{ requirements: Record<string, string>; questions: string[] }>({
+        node: 'gather',
+        what: `requirements, round ${s.questionRound + 1}`,
+        kind: 'design.gather',
+        messages: gatherMessages(s),
+        schema: GATHER_SCHEMA,
+        accept: bySchema(GATHER_SCHEMA),
+      });
+      if (!out.value) {
+        // No questions: plan with what the user wrote and sensible defaults.
+        return {
+          requirements: keywordRequirements(userWords(s.messages)),
+          questions: [],
+          gatherDone: true,
+          tally: out.tally,
+          ...recordPath('gather', out, 'requirements from keywords, no questions'),
+        };
+      }
+      const requirements: Record<string, string> = {};
+      for (const [k, v] of Object.entries(out.value.requirements)) if (v.trim()) requirements[k] = v.trim();
+      const asked = out.value.questions.map((q) => q.trim()).filter(Boolean);
+      const done = asked.length === 0 || s.questionRound >= maxRounds;
+      return {
+        requirements,
+        questions: done ? [] : asked.map((text, i) => ({ id: `q${i + 1}`, text })),
+        gatherDone: done,
+        tally: out.tally,
+        ...recordPath('gather', out, ''),
+      };
+    },
+    async plan(s: DesignState): Promise<Partial<DesignState>> {
+      const out = await acts.structured<PlannedResource[]>({
+        node: 'plan',
+        what: 'resource plan',
+        kind: 'design.plan',
+        messages: planMessages(s),
+        schema: PLAN_SCHEMA,
+        accept: acceptPlan,
+        salvage: salvagePlan,
+      });
+      const resources = out.value ?? keywordPlan(userWords(s.messages));
+      if (!resources) {
+        throw ApplicationFailure.create({
+          type: DESIGN_PLAN_INVALID,
+          message:
+            `no usable plan: the model's plan was invalid (${out.problems.join('; ').slice(0, 300)}) and the ` +
+            'request names no resource the keyword plan knows',
+          nonRetryable: true,
+        });
+      }
+      // Unknown dependencies and cycles need no second opinion: drop the edge, and say so.
+      const repaired = repairPlanGraph(resources);
+      const lv = planLevels(repaired.resources);
+      if ('error' in lv) {
+        throw ApplicationFailure.create({ type: DESIGN_PLAN_INVALID, message: lv.error, nonRetryable: true });
+      }
+      return {
+        planAttempts: s.planAttempts + 1,
+        planError: '',
+        resources: repaired.resources,
+        levels: lv.levels,
+        levelIndex: 0,
+        snippets: {},
+        tally: out.tally,
+        ...recordPath('plan', out, 'keyword plan from the request', repaired.notes),
+      };
+    },
+    async generate(s: DesignState): Promise<Partial<DesignState>> {
+      const r = s.resources.find((x) => x.id === s.current)!;
+      const out = await acts.structured<GeneratedResource>({
+        node: 'generate',
+        what: `${r.id} (${r.type}.${r.name})`,
+        kind: 'design.generate',
+        messages: generateMessages(r, s),
+        schema: RESOURCE_SCHEMA,
+        accept: bySchema(RESOURCE_SCHEMA),
+      });
+      const gen = out.value ?? defaultResource(r, s.resources);
+      return {
+        snippets: { [r.id]: renderResource(r, gen, s.resources) },
+        tally: out.tally,
+        ...recordPath(`generate:${r.id}`, out, `default body of ${r.type}`),
+      };
+    },
+    async fix(s: DesignState): Promise<Partial<DesignState>> {
+      const out = await acts.structured<{ files: { name: string; content: string }[] }>({
+        node: 'fix',
+        what: `fix pass ${s.fixIterations + 1}`,
+        kind: 'design.fix',
+        messages: fixMessages(s),
+        schema: FIX_SCHEMA,
+        accept: bySchema(FIX_SCHEMA),
+      });
+      return {
+        files: out.value ? acceptFixedFiles(s.files, out.value) : s.files,
+        // A fix pass that gave nothing usable ends fixing: another pass would see the same input.
+        fixIterations: out.value ? s.fixIterations + 1 : maxFix,
+        tally: out.tally,
+        ...recordPath('fix', out, 'fixing skipped'),
+      };
+    },
+  };
+  const pick = (name: keyof typeof nodes) => (structured ? nodes[name] : legacy[name]);
 
   return new StateGraph<DesignState>(designChannels())
-    .addNode('route', async (s) => {
-      if (!s.request.trim()) return { category: 'end', reply: 'The request is empty.' };
-      const res = await acts.chat(
-        'route',
-        'classify the request',
-        [
-          system(
-            'route',
-            'Classify the user message. category "infrastructure": it asks to design or build cloud infrastructure. ' +
-              'category "invalid": anything else (then reply with one polite sentence explaining what you can do). ' +
-              'category "end": empty, abusive or meaningless. Answer in JSON.',
-          ),
-          { role: 'user', content: s.request },
-        ],
-        ROUTE_SCHEMA,
-      );
-      const out = parseJson<{ category?: string; reply?: string }>(res?.content ?? '');
-      // A reply we cannot read is treated as a request: `gather` will ask if it is unclear.
-      const category = out?.category === 'invalid' || out?.category === 'end' ? out.category : 'infrastructure';
-      return { category, reply: out?.reply ?? '', tally: tallyOf(res) };
-    })
+    .addNode('route', pick('route'))
     .addNode('invalid', (s) => {
       const reply =
         s.reply ||
         'I can only help design cloud infrastructure (for example: "an S3 bucket with versioning in eu-west-1").';
       return { reply, messages: [{ role: 'assistant', content: reply }] };
     })
-    .addNode('gather', async (s) => {
-      const res = await acts.chat(
-        'gather',
-        `requirements, round ${s.questionRound + 1}`,
-        [
-          system(
-            'gather',
-            'You collect requirements for a cloud infrastructure design: region, environment (dev/staging/prod), ' +
-              'scale, budget, data stores. Fill "requirements" with what the conversation states. In "questions" ' +
-              'ask only for what is still missing and matters (at most 5 short questions); ask nothing when enough is known.',
-          ),
-          { role: 'user', content: `${transcript(s)}\nKnown requirements: ${JSON.stringify(s.requirements)}` },
-        ],
-        GATHER_SCHEMA,
-      );
-      const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res?.content ?? '');
-      const requirements: Record<string, string> = {};
-      for (const [k, v] of Object.entries(out?.requirements ?? {})) {
-        if (typeof v === 'string' && v.trim()) requirements[k] = v.trim();
-      }
-      const asked = (out?.questions ?? [])
-        .map((q) => (typeof q === 'string' ? q : String((q as { text?: unknown })?.text ?? '')).trim())
-        .filter(Boolean)
-        .slice(0, 5);
-      const done = asked.length === 0 || s.questionRound >= maxRounds;
-      return {
-        requirements,
-        questions: done ? [] : asked.map((text, i) => ({ id: `q${i + 1}`, text })),
-        gatherDone: done,
-        tally: tallyOf(res),
-      };
-    })
+    .addNode('gather', pick('gather'))
     .addNode('ask', async (s, ctx) => {
       const questions = s.questions;
       const answers = await ctx.interrupt<Record<string, string>>(questions, { timeout: answerTimeout, default: {} });
@@ -230,78 +346,8 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
         ],
       };
     })
-    .addNode('plan', async (s) => {
-      const retry: ChatMessage[] = s.planError
-        ? [{ role: 'user', content: `Your previous plan was rejected: ${s.planError}. Return a corrected plan.` }]
-        : [];
-      const res = await acts.chat(
-        'plan',
-        s.planError ? 'resource plan (retry)' : 'resource plan',
-        [
-          system(
-            'plan',
-            'Plan the Terraform resources (AWS provider unless stated otherwise). Each resource: a short unique id, ' +
-              'its Terraform type (e.g. aws_s3_bucket), a snake_case name, dependsOn (ids of resources it needs) and ' +
-              'its requirements in one sentence. No cycles.',
-          ),
-          {
-            role: 'user',
-            content: `${transcript(s)}\nRequirements: ${JSON.stringify(s.requirements)}`,
-          },
-          ...retry,
-        ],
-        PLAN_SCHEMA,
-      );
-      const attempts = s.planAttempts + 1;
-      const norm = normalizePlan(parseJson(res?.content ?? '') ?? salvageResources(res?.content ?? ''));
-      const lv = 'error' in norm ? norm : planLevels(norm.resources);
-      const error = 'error' in lv ? lv.error : '';
-      if (error && attempts >= 2) {
-        throw ApplicationFailure.create({
-          type: DESIGN_PLAN_INVALID,
-          message: `the model could not produce a valid plan after ${attempts} attempts: ${error}`,
-          nonRetryable: true,
-        });
-      }
-      if (error) return { planAttempts: attempts, planError: error, tally: tallyOf(res) };
-      return {
-        planAttempts: attempts,
-        planError: '',
-        resources: 'resources' in norm ? norm.resources : [],
-        levels: 'levels' in lv ? lv.levels : [],
-        levelIndex: 0,
-        snippets: {},
-        tally: tallyOf(res),
-      };
-    })
-    .addNode('generate', async (s) => {
-      const r = s.resources.find((x) => x.id === s.current)!;
-      const deps = r.dependsOn
-        .map((d) => s.resources.find((x) => x.id === d))
-        .map((d) => (d ? `${d.id} → ${d.type}.${d.name}` : ''))
-        .filter(Boolean);
-      const res = await acts.chat(
-        'generate',
-        `${r.id} (${r.type}.${r.name})`,
-        [
-          system(
-            'generate',
-            'Describe ONE Terraform resource as JSON: "attributes" (argument name → value; reference other resources ' +
-              'by address, e.g. aws_s3_bucket.main.id, and variables as var.name), "blocks" (nested blocks, each ' +
-              '{type, attributes}) and optional "outputs" ({name, value}).',
-          ),
-          {
-            role: 'user',
-            content:
-              `Resource: ${r.type}.${r.name}\nPurpose: ${r.requirements}\n` +
-              `Dependencies: ${deps.join('; ') || 'none'}\nRequirements: ${JSON.stringify(s.requirements)}`,
-          },
-        ],
-        RESOURCE_SCHEMA,
-      );
-      const gen = parseJson<GeneratedResource>(res?.content ?? '') ?? {};
-      return { snippets: { [r.id]: renderResource(r, gen, s.resources) }, tally: tallyOf(res) };
-    })
+    .addNode('plan', pick('plan'))
+    .addNode('generate', pick('generate'))
     .addNode('nextLevel', (s) => ({ levelIndex: s.levelIndex + 1 }))
     .addNode('combine', async (s) => {
       const snippets = s.levels.flat().map((id) => s.snippets[id] ?? '');
@@ -315,33 +361,7 @@ export function buildInfraDesignGraph({ input, onInterrupt, onStep }: DesignGrap
       const better = !s.best || errorCount(validation) < errorCount(s.best.validation);
       return { validation, ...(better ? { best: { files: s.files, validation } } : {}) };
     })
-    .addNode('fix', async (s) => {
-      const res = await acts.chat(
-        'fix',
-        `fix pass ${s.fixIterations + 1}`,
-        [
-          system(
-            'fix',
-            'You fix Terraform files. Given the files and the validator output, return every file that needs a ' +
-              'change, complete, as {files: [{name, content}]}. Keep everything that is correct.',
-          ),
-          {
-            role: 'user',
-            content:
-              `Validator output:\n${s.validation?.output ?? ''}\n\n` +
-              Object.entries(s.files)
-                .map(([name, content]) => `--- ${name}\n${content}`)
-                .join('\n'),
-          },
-        ],
-        FIX_SCHEMA,
-      );
-      return {
-        files: acceptFixedFiles(s.files, parseJson(res?.content ?? '')),
-        fixIterations: s.fixIterations + 1,
-        tally: tallyOf(res),
-      };
-    })
+    .addNode('fix', pick('fix'))
     .addNode('store', async (s) => {
       // When the budget ran out, keep the version with the fewest errors rather than the last attempt.
       const chosen = s.validation?.ok || !s.best ? { files: s.files, validation: s.validation } : s.best;
@@ -381,6 +401,8 @@ export function stateForRevision(s: DesignState): DesignState {
     snippets: {},
     fixIterations: 0,
     best: null,
+    llmPaths: {},
+    notes: [],
   };
 }
 
@@ -391,7 +413,7 @@ export function stateForRevision(s: DesignState): DesignState {
 export async function runDesign<S extends object>(opts: {
   input: InfraDesignInput;
   version: DesignGraphVersion;
-  build: (hooks: Pick<DesignGraphOptions, 'onInterrupt' | 'onStep'>) => CompiledGraph<S>;
+  build: (hooks: Pick<DesignGraphOptions, 'onInterrupt' | 'onStep' | 'structured'>) => CompiledGraph<S>;
   initial: Partial<S>;
   /** Where a follow-up restarts, and the update that carries the message. */
   revise: (final: S, message: string) => { startAt: string; state: S; input: Partial<S> };
@@ -400,17 +422,32 @@ export async function runDesign<S extends object>(opts: {
   };
 }): Promise<DesignResult> {
   const { input } = opts;
+  // Decided once, at the start: a design keeps the node code it started with for its whole run.
+  const structured = patched(DESIGN_STRUCTURED_PATCH);
   let phase: DesignPhase = 'running';
   let revision = 1;
   const followUps: string[] = [];
+  /** ` (fallback: plan; repaired: route)`: the Web UI's current details show which nodes did not use the model. */
+  const pathsText = () => {
+    const paths = opts.view(graph.snapshot().state).llmPaths;
+    const by = (p: LlmPath) =>
+      Object.entries(paths)
+        .filter(([, v]) => v === p)
+        .map(([k]) => k);
+    const parts = (['repaired', 'fallback'] as const)
+      .filter((p) => by(p).length)
+      .map((p) => `${p}: ${by(p).join(', ')}`);
+    return parts.length ? ` (${parts.join('; ')})` : '';
+  };
   const graph = opts.build({
+    structured,
     onInterrupt: (pending) => {
       upsertSearchAttributes([{ key: WAITING_KEY, value: Boolean(pending) }]);
       const n = Array.isArray(pending?.request) ? pending.request.length : 0;
       setCurrentDetails(pending ? `Waiting for answers to ${n} question(s) (node ${pending.node})` : 'Running');
     },
     onStep: (node) => {
-      if (!graph.pendingInterrupt) setCurrentDetails(`Revision ${revision}: ${node ?? ''}`);
+      if (!graph.pendingInterrupt) setCurrentDetails(`Revision ${revision}: ${node ?? ''}${pathsText()}`);
     },
   });
   const pendingQuestions = (): DesignQuestion[] => {
@@ -435,6 +472,8 @@ export async function runDesign<S extends object>(opts: {
       reply: v.reply,
       usage: v.usage,
       llmCalls: v.llmCalls,
+      llmPaths: v.llmPaths,
+      notes: v.notes,
       steps: snap.steps.map(({ step, node, taskIndex }) => ({ step, node, taskIndex })),
     };
   };
@@ -492,14 +531,21 @@ export async function runDesign<S extends object>(opts: {
   let final = await graph.invoke(opts.initial);
   phase = opts.view(final).outcome;
   const followUpWindow = input.followUpWindow ?? DESIGN_DEFAULTS.followUpWindow;
-  while (await condition(() => followUps.length > 0, followUpWindow)) {
+  for (;;) {
+    try {
+      if (!(await condition(() => followUps.length > 0, followUpWindow))) break;
+    } catch (err) {
+      // Cancelled after it finished: the design stands, only the follow-up window closes.
+      if (isCancellation(err)) break;
+      throw err;
+    }
     const next = opts.revise(final, followUps.shift()!);
     revision++;
     phase = 'running';
     final = await graph.invoke(next.input, { startAt: next.startAt, state: next.state });
     phase = opts.view(final).outcome;
   }
-  setCurrentDetails(`Finished (${phase}), revision ${revision}`);
+  setCurrentDetails(`Finished (${phase}), revision ${revision}${pathsText()}`);
   const { steps, questions: _q, ...rest } = status();
   return { ...rest, phase, steps: steps.length };
 }
@@ -517,5 +563,7 @@ export function viewDesignState(s: DesignState) {
     reply: s.reply || undefined,
     usage: s.tally.usage,
     llmCalls: s.tally.calls,
+    llmPaths: s.llmPaths,
+    notes: s.notes,
   };
 }

@@ -35,6 +35,28 @@ export interface PlannedResource {
   requirements: string;
 }
 
+/** A nested block of a generated resource (`versioning_configuration { ... }`); defaults may nest further. */
+export interface GeneratedBlock {
+  type: string;
+  attributes: Record<string, unknown>;
+  blocks?: GeneratedBlock[];
+}
+
+/** One resource as the generator describes it; rendered to HCL by `renderResource` (always parseable). */
+export interface GeneratedResource {
+  attributes?: Record<string, unknown>;
+  blocks?: GeneratedBlock[];
+  outputs?: { name: string; value: string; description?: string }[];
+  /** Whole HCL blocks that go with the resource (a data source, an input variable); defaults only. */
+  extra?: string[];
+}
+
+/**
+ * How a node got its structured answer: the model's first reply, the reply to one repair request (the
+ * parse/validation error sent back), or the deterministic fallback (keyword route/plan, default body, no fix).
+ */
+export type LlmPath = 'model' | 'repaired' | 'fallback';
+
 export interface DesignPlan {
   resources: PlannedResource[];
   /** Topological levels of resource ids: each level depends only on earlier ones. */
@@ -86,7 +108,9 @@ export interface InfraDesignInput {
   llmOptions?: { num_predict?: number; temperature?: number; seed?: number; repeat_penalty?: number };
 }
 
-export type DesignPhase = 'running' | 'waiting_for_answers' | 'completed' | 'invalid' | 'ended' | 'failed';
+/** `cancelled` is reported by the API for a design cancelled with `POST /designs/:id/cancel`. */
+export type DesignPhase =
+  'running' | 'waiting_for_answers' | 'completed' | 'invalid' | 'ended' | 'failed' | 'cancelled';
 
 /** What `GET /designs/:id` shows, from the `designStatus` query. */
 export interface DesignStatus {
@@ -105,6 +129,13 @@ export interface DesignStatus {
   reply?: string;
   usage: LlmUsage;
   llmCalls: number;
+  /**
+   * Per structured call (`route`, `gather`, `plan`, `generate:<resource id>`, `fix`; v1: `consultant`, `engineer`,
+   * `lead`): which path gave the answer. Empty for designs started before the structured-output patch.
+   */
+  llmPaths: Record<string, LlmPath>;
+  /** What was repaired or replaced deterministically, one line each (fallbacks, dropped plan edges). */
+  notes: string[];
   steps: { step: number; node: string; taskIndex: number }[];
 }
 

@@ -1,14 +1,16 @@
 /**
  * Infrastructure designs: `POST /designs` starts a design workflow (the v2 graph, or v1) and answers 202;
  * the status comes from the workflow's `designStatus` query; answers go through a Workflow Update so they
- * are validated and acknowledged synchronously (409 when nothing waits); files stream from S3.
+ * are validated and acknowledged synchronously (409 when nothing waits); `POST /designs/:id/cancel` cancels
+ * the workflow (running llm activities learn it from their heartbeats); files stream from S3.
  */
 import { randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { z } from 'zod';
-import { defineSearchAttributeKey } from '@temporalio/common';
+import { ApplicationFailure, defineSearchAttributeKey } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
+import { requireModel } from '../model-check';
 import { SearchAttribute } from '../../common/types';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
@@ -61,6 +63,11 @@ const AnswersSchema = z
   .strict();
 const MessageSchema = z.object({ message: z.string().trim().min(1).max(MAX_DESIGN_REQUEST_CHARS) }).strict();
 
+const CancellingSchema = z.object({ id: z.string(), status: z.literal('cancelling') });
+
+/** Phases of a design that has finished and only waits for follow-up messages: nothing to cancel. */
+const FINISHED_PHASES = new Set(['completed', 'invalid', 'ended']);
+
 const AcceptedSchema = z.object({
   id: z.string(),
   status: z.literal('running'),
@@ -108,6 +115,17 @@ registerRoute({
   responses: { 202: 'Queued', 404: 'No such design', 409: 'The design has closed' },
 });
 registerRoute({
+  method: 'post',
+  path: '/designs/:id/cancel',
+  summary: 'Cancel a design that is running or waiting for answers; GET /designs/:id then reports cancelled',
+  params: IdParamsSchema,
+  responses: {
+    202: { description: 'Cancelling', body: CancellingSchema },
+    404: 'No such design for this tenant',
+    409: 'The design has already closed or finished',
+  },
+});
+registerRoute({
   method: 'get',
   path: '/designs/:id/files/:name',
   summary: 'One generated Terraform file (streamed from S3)',
@@ -142,9 +160,7 @@ export function designsRouter(deps: ApiDeps): Router {
     }
     const body = parse(DesignBodySchema, req.body, 'body');
     const model = normalizeModel(body.modelId ?? config.DEFAULT_MODEL);
-    if (!(await catalog.hasModel(model))) {
-      throw new HttpError(400, 'model_not_found', `No available node serves model "${model}" (see GET /models)`);
-    }
+    await requireModel(catalog, model);
     const id = `design-${randomUUID()}`;
     const input: InfraDesignInput = {
       designId: id,
@@ -188,16 +204,45 @@ export function designsRouter(deps: ApiDeps): Router {
       res.json({ ...base, status: 'completed', ...result, questions: [] });
       return;
     }
-    let error: { code: string; message: string } = {
+    let error: { code: string; message: string; type?: string } = {
       code: desc.status.name.toLowerCase(),
       message: 'The design did not finish',
     };
+    if (desc.status.name === 'CANCELLED') {
+      res.json({
+        ...base,
+        status: 'cancelled',
+        phase: 'cancelled',
+        error: { code: 'cancelled', message: 'The design was cancelled' },
+      });
+      return;
+    }
     try {
       await handle.result();
     } catch (err) {
-      error = describeFailure(err);
+      // The failure type (e.g. DesignPlanInvalid, GraphStepLimitExceeded) is the documented reason.
+      const type = failureType(err);
+      error = { ...describeFailure(err), ...(type ? { type } : {}) };
     }
-    res.json({ ...base, status: desc.status.name.toLowerCase(), error });
+    res.json({ ...base, status: desc.status.name.toLowerCase(), phase: 'failed', error });
+  });
+
+  router.post('/designs/:id/cancel', async (req, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const { handle, desc } = await owned(req, id);
+    if (desc.status.name !== 'RUNNING') {
+      throw new HttpError(409, 'conflict', `design ${id} has already closed (${desc.status.name.toLowerCase()})`);
+    }
+    // A finished design only waits for follow-up messages; its result stands.
+    const phase = await handle
+      .query(designStatusQuery)
+      .then((s) => s.phase)
+      .catch(() => undefined);
+    if (phase && FINISHED_PHASES.has(phase)) {
+      throw new HttpError(409, 'conflict', `design ${id} has already finished (${phase})`);
+    }
+    await handle.cancel();
+    res.status(202).json({ id, status: 'cancelling' });
   });
 
   router.post('/designs/:id/answers', async (req, res) => {
@@ -243,4 +288,14 @@ export function designsRouter(deps: ApiDeps): Router {
   });
 
   return router;
+}
+
+/** The ApplicationFailure type in a failure's cause chain. */
+function failureType(err: unknown): string | undefined {
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 10; depth++) {
+    if (cur instanceof ApplicationFailure && cur.type) return cur.type;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
 }

@@ -1,20 +1,22 @@
 /**
  * infraDesignWorkflow on a real Temporal dev server and the real S3 emulator, with the real llm activities
  * talking to a scripted fake Ollama (exact replies per graph node): invalid request, two rounds of
- * questions answered by signal, a plan with a cycle, an HCL error fixed on the second pass, an exhausted fix
- * budget, and a follow-up message that revises the design.
+ * questions answered by signal, a repaired reply, deterministic fallbacks (keyword route, keyword plan,
+ * default bodies), a plan with an unknown dependency and one with a cycle (both repaired without the model),
+ * an HCL error fixed on the second pass, an exhausted fix budget, a follow-up message that revises the
+ * design, and cancelling a design while it waits for answers and while it generates.
  */
 import { Ollama } from 'ollama';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure, defineSearchAttributeKey } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure, defineSearchAttributeKey } from '@temporalio/common';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { createLlmActivities } from '../../activities/llm';
 import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
 import { createTerraformActivities } from '../../activities/terraform';
 import { createDesignActivities } from '../../activities/design';
 import { llmQueue } from '../../common/task-queues';
-import { SearchAttribute } from '../../common/types';
+import { SearchAttribute, type LlmChatInput } from '../../common/types';
 import {
   designAnswersSignal,
   designMessageSignal,
@@ -24,15 +26,20 @@ import {
 import { infraDesignWorkflow } from '../../workflows/infra-design-workflow';
 import { infraDesignV1Workflow } from '../../workflows/infra-design-v1-workflow';
 import type { DesignStatus, InfraDesignInput } from '../../workflows/infra-design-types';
+import { KEYWORD_INVALID_REPLY } from '../../workflows/infra-design-fallback';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
 import { parse } from '@cdktf/hcl2json';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 
+/**
+ * Recorded before DESIGN_STRUCTURED_PATCH: it replays the pre-patch node code, so it is never re-recorded
+ * (with AINODE_RECORD_HISTORIES=1 the tests below write design-*-structured-*.json instead).
+ */
 const HISTORY = path.join(__dirname, '../fixtures/histories/design-v2-two-rounds.json');
 
 jest.setTimeout(180_000);
@@ -47,6 +54,9 @@ const userText = (r: FakeRequest) =>
 
 type Replies = Partial<Record<string, (req: FakeRequest, call: number) => unknown>>;
 
+/** The request a design was started with: its first user message (every node's prompt carries it). */
+const README_REQUEST = 'A static website on S3 behind CloudFront';
+
 /** Replies per node; each node's handler gets its own 0-based call count. */
 function script(fake: FakeOllama, replies: Replies): void {
   const calls: Record<string, number> = {};
@@ -56,6 +66,7 @@ function script(fake: FakeOllama, replies: Replies): void {
     const handler = replies[node] ?? DEFAULTS[node];
     if (!handler) throw new Error(`no scripted reply for node ${node}`);
     const out = handler(req, call);
+    if (out instanceof Promise) return out.then((o) => (typeof o === 'string' ? o : JSON.stringify(o)));
     return typeof out === 'string' ? out : JSON.stringify(out);
   });
 }
@@ -95,21 +106,36 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
   let running: Promise<void>[] = [];
   let bundle: WorkflowBundleWithSourceMap;
   const taskQueue = uid('design');
+  const llmFailures: { purpose: string; err: unknown }[] = [];
 
   beforeAll(async () => {
     env = await createTemporalEnv();
     fake = await startFakeOllama({ models: [MODEL], script: () => '{}' });
     storage = createStorage(testConfig({ S3_BUCKET: uid('designs') }));
     await ensureStorage(storage);
+    const activities = createLlmActivities({
+      ollama: new Ollama({ host: fake.url }),
+      nodeId: 'fake',
+      numCtx: 2048,
+      callTimeoutMs: 30_000,
+    });
     const llm = await Worker.create({
       connection: env.nativeConnection,
       taskQueue: llmQueue(MODEL),
-      activities: createLlmActivities({
-        ollama: new Ollama({ host: fake.url }),
-        nodeId: 'fake',
-        numCtx: 2048,
-        callTimeoutMs: 30_000,
-      }),
+      // Heartbeats reach the server every second (not every 24 s), so a cancel reaches the activity quickly.
+      maxHeartbeatThrottleInterval: '1 second',
+      activities: {
+        ...activities,
+        // The real activity, with how each call ended kept for the cancel test.
+        llmChat: async (input: LlmChatInput) => {
+          try {
+            return await activities.llmChat(input);
+          } catch (err) {
+            llmFailures.push({ purpose: input.purpose ?? '', err });
+            throw err;
+          }
+        },
+      },
     });
     const orchestrator = await Worker.create({
       connection: env.nativeConnection,
@@ -243,14 +269,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(summaries).toEqual(
       expect.arrayContaining(['generate: data (aws_s3_bucket.data)', 'generate: ver (aws_s3_bucket_versioning.data)']),
     );
-    if (process.env.AINODE_RECORD_HISTORIES === '1') {
-      const obj = temporal.api.history.v1.History.toObject(temporal.api.history.v1.History.fromObject(history), {
-        longs: String,
-        enums: String,
-        bytes: String,
-      });
-      writeFileSync(HISTORY, JSON.stringify(obj, null, 1) + '\n');
-    }
+    await recordHistory('design-v2-structured-two-rounds', handle);
   });
 
   it('replays the recorded history of a two-round design (signals, interrupts, fan-out) deterministically', async () => {
@@ -259,49 +278,223 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     await Worker.runReplayHistory({ workflowBundle: bundle }, history, 'recorded-design');
   });
 
-  it('sends a plan with a cycle back to the model once with the error, then uses the corrected plan', async () => {
-    const cycle = {
-      resources: [
-        { id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: ['b'], requirements: '' },
-        { id: 'b', type: 'aws_s3_bucket', name: 'b', dependsOn: ['a'], requirements: '' },
-      ],
-    };
-    script(fake, { plan: (_r, call) => (call === 0 ? cycle : bucketPlan) });
-    const result = await (await start('two buckets')).result();
+  /** Activity summaries of a run, as the Web UI shows them. */
+  async function summariesOf(handle: WorkflowHandle): Promise<string[]> {
+    const history = await handle.fetchHistory();
+    return (history.events ?? [])
+      .map((e) => e.userMetadata?.summary?.data)
+      .filter((d): d is Uint8Array => Boolean(d))
+      .map((d) => JSON.parse(Buffer.from(d).toString()) as string);
+  }
+  const lastUserText = (r: FakeRequest) => r.messages.filter((m) => m.role === 'user').pop()?.content ?? '';
+
+  it('sends an invalid reply back once with the error, and uses the repaired answer (path "repaired")', async () => {
+    script(fake, {
+      route: (_r, call) =>
+        call === 0 ? 'Sure! This is about infrastructure.' : { category: 'infrastructure', reply: '' },
+    });
+    const before = requestsOf('route').length;
+    const handle = await start('a bucket with versioning');
+    const result = await handle.result();
     expect(result.phase).toBe('completed');
-    expect(result.plan?.levels).toEqual([['data'], ['ver']]);
-    const plans = requestsOf('plan');
-    expect(userText(plans[plans.length - 1]!)).toContain('dependency cycle among: a, b');
+    expect(result.llmPaths).toMatchObject({ route: 'repaired', gather: 'model', plan: 'model' });
+    expect(result.notes).toEqual([expect.stringMatching(/^route: repaired \(first reply: not valid JSON/)]);
+    const routes = requestsOf('route').slice(before);
+    expect(routes).toHaveLength(2);
+    // The repair request shows the model its reply and the error, under the same tight schema.
+    expect(routes[1]!.messages.find((m) => m.role === 'assistant')?.content).toBe(
+      'Sure! This is about infrastructure.',
+    );
+    expect(lastUserText(routes[1]!)).toMatch(/^Your answer was rejected: not valid JSON/);
+    expect(routes[1]!.format).toMatchObject({ additionalProperties: false, required: ['category', 'reply'] });
+    expect(await summariesOf(handle)).toEqual(
+      expect.arrayContaining(['route: classify the request', 'route: classify the request (repair)']),
+    );
+    expect(result.llmCalls).toBe(2 + 1 + 1 + 2);
   });
 
-  it('fails clearly when the plan is still invalid after the retry', async () => {
+  it('falls back after the repair: the README request gets a keyword plan and default bodies that validate', async () => {
+    script(fake, {
+      plan: () => 'resources: bucket, cloudfront, bucket, cloudfront, bucket',
+      // Valid JSON, but not the schema: an attribute nested where only scalars and lists are allowed.
+      generate: () => ({ attributes: { settings: { deep: { deeper: true } } } }),
+      gather: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+    });
+    const before = { plan: requestsOf('plan').length, generate: requestsOf('generate').length };
+    const handle = await start(README_REQUEST);
+    const result = await handle.result();
+    expect(result.phase).toBe('completed');
+    expect(result.terraformValidated).toBe(true);
+    expect(result.validation?.diagnostics).toEqual([]);
+    expect(requestsOf('plan').length - before.plan).toBe(2);
+    expect(requestsOf('generate').length - before.generate).toBe(2 * 5);
+    expect(result.plan?.resources.map((r) => [r.id, r.type, r.dependsOn])).toEqual([
+      ['site', 'aws_s3_bucket', []],
+      ['site_public_access', 'aws_s3_bucket_public_access_block', ['site']],
+      ['site_oac', 'aws_cloudfront_origin_access_control', []],
+      ['cdn', 'aws_cloudfront_distribution', ['site', 'site_oac']],
+      ['site_policy', 'aws_s3_bucket_policy', ['site', 'cdn']],
+    ]);
+    expect(result.plan?.levels).toEqual([['site', 'site_oac'], ['site_public_access', 'cdn'], ['site_policy']]);
+    expect(result.llmPaths).toEqual({
+      route: 'model',
+      gather: 'model',
+      plan: 'fallback',
+      'generate:site': 'fallback',
+      'generate:site_public_access': 'fallback',
+      'generate:site_oac': 'fallback',
+      'generate:cdn': 'fallback',
+      'generate:site_policy': 'fallback',
+    });
+    expect(result.notes[0]).toMatch(
+      /^plan: fallback, keyword plan from the request \(first reply: not valid JSON .*; repair: not valid JSON/,
+    );
+    expect(result.notes.filter((n) => n.startsWith('generate:'))).toHaveLength(5);
+    expect(result.notes.find((n) => n.startsWith('generate:cdn'))).toContain('$.attributes.settings');
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
+    const parsed = await parse('main.tf', main);
+    expect(Object.keys(parsed.resource).sort()).toEqual([
+      'aws_cloudfront_distribution',
+      'aws_cloudfront_origin_access_control',
+      'aws_s3_bucket',
+      'aws_s3_bucket_policy',
+      'aws_s3_bucket_public_access_block',
+    ]);
+    expect(await summariesOf(handle)).toEqual(expect.arrayContaining(['plan: resource plan (repair)']));
+    // The Web UI's current details name the nodes that did not use the model's answer.
+    const meta = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    expect(meta.currentDetails).toMatch(/^Finished \(completed\), revision 1 \(fallback: plan, generate:site, /);
+    await recordHistory('design-v2-structured-fallback', handle);
+  });
+
+  it('routes by keywords when the route reply stays unreadable: a question that is not infrastructure ends invalid', async () => {
+    script(fake, { route: () => '{"category": "infra' });
+    const before = requestsOf('gather').length;
+    const result = await (await start('What is the capital of France?')).result();
+    expect(result.phase).toBe('invalid');
+    expect(result.reply).toBe(KEYWORD_INVALID_REPLY);
+    expect(result.llmPaths).toEqual({ route: 'fallback' });
+    expect(result.notes).toEqual([
+      expect.stringMatching(/^route: fallback, keyword route → invalid \(first reply: not valid JSON/),
+    ]);
+    expect(result.llmCalls).toBe(2);
+    expect(requestsOf('gather').length).toBe(before);
+  });
+
+  it('drops a plan dependency on an unknown resource deterministically, without asking the model again', async () => {
     script(fake, {
       plan: () => ({
-        resources: [{ id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: ['ghost'], requirements: '' }],
+        resources: [
+          { id: 'data', type: 'aws_s3_bucket', name: 'data', dependsOn: ['ghost'], requirements: '' },
+          { id: 'ver', type: 'aws_s3_bucket_versioning', name: 'data', dependsOn: ['data'], requirements: '' },
+        ],
       }),
     });
-    const err = await (await start('a bucket')).result().catch((e: unknown) => e);
+    const before = requestsOf('plan').length;
+    const result = await (await start('a bucket with versioning')).result();
+    expect(result.phase).toBe('completed');
+    expect(result.terraformValidated).toBe(true);
+    expect(requestsOf('plan').length - before).toBe(1);
+    expect(result.llmPaths.plan).toBe('model');
+    expect(result.plan?.resources.map((r) => r.dependsOn)).toEqual([[], ['data']]);
+    expect(result.plan?.levels).toEqual([['data'], ['ver']]);
+    expect(result.notes).toEqual(['plan: dropped the dependency of "data" on unknown resource "ghost"']);
+  });
+
+  it('breaks a dependency cycle deterministically (the back-edge is dropped and recorded)', async () => {
+    script(fake, {
+      plan: () => ({
+        resources: [
+          { id: 'a', type: 'aws_s3_bucket', name: 'a', dependsOn: ['b'], requirements: '' },
+          { id: 'b', type: 'aws_s3_bucket', name: 'b', dependsOn: ['a'], requirements: '' },
+        ],
+      }),
+    });
+    const before = requestsOf('plan').length;
+    const result = await (await start('two buckets')).result();
+    expect(result.phase).toBe('completed');
+    expect(requestsOf('plan').length - before).toBe(1);
+    expect(result.plan?.resources.map((r) => [r.id, r.dependsOn])).toEqual([
+      ['a', ['b']],
+      ['b', []],
+    ]);
+    expect(result.plan?.levels).toEqual([['b'], ['a']]);
+    expect(result.notes).toEqual(['plan: broke a dependency cycle by dropping "b" → "a"']);
+  });
+
+  it('fails with the typed reason DesignPlanInvalid when neither the model nor the keywords give a plan', async () => {
+    script(fake, { plan: () => ({ resources: [] }) });
+    const err = await (await start('please make the thing we talked about')).result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
     expect(cause).toBeInstanceOf(ApplicationFailure);
     expect(cause.type).toBe('DesignPlanInvalid');
-    expect(cause.message).toContain('depends on unknown resource "ghost"');
+    expect(cause.message).toContain('$.resources: fewer than 1 items');
   });
 
-  it('a model that keeps failing on one node degrades that node: varied retry, then the design goes on', async () => {
+  it('a node whose calls keep failing falls back at once (no repair of a reply that never came)', async () => {
     script(fake, {
       gather: () => {
         throw new Error('stream dropped');
       },
     });
     const before = requestsOf('gather').length;
-    const result = await (await start('a bucket with versioning')).result();
+    const result = await (await start('a bucket with versioning in eu-west-1 for production')).result();
     expect(result.phase).toBe('completed');
     expect(result.terraformValidated).toBe(true);
+    // One retry of the call itself, with the same options; then the keyword requirements.
     const gathers = requestsOf('gather').slice(before);
-    // Two attempts as asked, then once more with another seed and some temperature.
-    expect(gathers.map((r) => r.options?.temperature)).toEqual([0, 0, 0.7]);
-    expect(gathers[2]!.options?.seed).not.toBe(gathers[0]!.options?.seed);
+    expect(gathers.map((r) => r.options?.temperature)).toEqual([0, 0]);
+    expect(result.llmPaths.gather).toBe('fallback');
+    expect(result.requirements).toEqual({ region: 'eu-west-1', environment: 'prod', dataStores: 'S3' });
+    expect(result.notes).toEqual([
+      expect.stringMatching(/^gather: fallback, requirements from keywords, no questions \(first reply: no answer/),
+    ]);
+  });
+
+  it('a design waiting for answers is cancelled and ends cancelled', async () => {
+    script(fake, { gather: () => ({ requirements: {}, questions: ['Which region?'] }) });
+    const handle = await start('a bucket');
+    await waitFor(handle, (s) => s.phase === 'waiting_for_answers');
+    await handle.cancel();
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+  });
+
+  it('a generating design is cancelled: the running llm activity gets the cancel through its heartbeat', async () => {
+    let release: () => void = () => undefined;
+    const hang = new Promise<void>((r) => (release = r));
+    script(fake, { generate: async () => (await hang, { attributes: {} }) });
+    const handle = await start('a bucket with versioning');
+    try {
+      await waitFor(handle, (s) => s.node === 'generate');
+      const before = Date.now();
+      while (!requestsOf('generate').some((r) => userText(r).includes('Resource: aws_s3_bucket.data'))) {
+        if (Date.now() - before > 30_000) throw new Error('generate never reached the model');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await handle.cancel();
+      const err = await handle.result().catch((e: unknown) => e);
+      expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+      expect((await handle.describe()).status.name).toBe('CANCELLED');
+      const events = (await handle.fetchHistory()).events ?? [];
+      expect(events.some((e) => e.activityTaskCancelRequestedEventAttributes)).toBe(true);
+      // The activity learns it from its next heartbeat and stops (its Ollama request is aborted), long
+      // before the scripted reply would come.
+      const since = Date.now();
+      let stopped: { purpose: string; err: unknown } | undefined;
+      while (!(stopped = llmFailures.find((f) => f.purpose.startsWith('generate: data (')))) {
+        if (Date.now() - since > 30_000) throw new Error('the running llm activity never saw the cancel');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(stopped.err).toBeInstanceOf(CancelledFailure);
+    } finally {
+      release();
+    }
   });
 
   const brokenGenerate = (req: FakeRequest) => {
@@ -420,7 +613,13 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const result = await handle.result();
     expect(result.graph).toBe('v1');
     expect(result.terraformValidated).toBe(true);
-    await recordHistory('design-v1-lead-review', handle);
+    expect(result.llmPaths).toEqual({
+      consultant: 'model',
+      promptGenerator: 'model',
+      engineer: 'model',
+      lead: 'model',
+    });
+    await recordHistory('design-v1-structured-lead-review', handle);
     const status = await handle.query(designStatusQuery);
     expect(status.steps.map((s) => s.node)).toEqual([
       'consultant',
@@ -443,5 +642,27 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       (await storage.getObjectBytes(result.files.find((f) => f.name === 'variables.tf')!.key))!,
     ).toString();
     expect(variables).toContain('"eu-west-1"');
+  });
+
+  it('v1 graph: an engineer whose drafts stay invalid falls back to the keyword plan with default bodies', async () => {
+    script(fake, {
+      consultant: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+      promptGenerator: () => 'Build a static website on S3 behind CloudFront.',
+      engineer: () => ({ resources: [{ type: 'aws_magic_box', name: 'x', attributes: {} }] }),
+      lead: () => ({ approved: true, notes: '' }),
+    });
+    const designId = uid('design');
+    const handle = await env.client.workflow.start(infraDesignV1Workflow, {
+      taskQueue,
+      workflowId: designId,
+      args: [{ designId, request: README_REQUEST, model: MODEL, followUpWindow: '1 second' }],
+    });
+    const result = await handle.result();
+    expect(result.terraformValidated).toBe(true);
+    expect(result.llmPaths.engineer).toBe('fallback');
+    expect(result.notes[0]).toMatch(
+      /^engineer: fallback, keyword plan with default bodies \(first reply: \$\.resources\[0\]\.type/,
+    );
+    expect(result.plan?.resources.map((r) => r.type)).toContain('aws_cloudfront_distribution');
   });
 });
