@@ -125,16 +125,19 @@ export const ConfigSchema = z.object({
   OLLAMA_NUM_PARALLEL: int(4),
   /** Every node, for the catalog (`GET /models`): `id=url,id=url`. */
   OLLAMA_NODES: nodeList,
-  DEFAULT_MODEL: z.string().default('gemma3:270m'),
+  DEFAULT_MODEL: z.string().default('smollm2:135m'),
   /** Fixed context size for every request, so Ollama never reloads a model for a different num_ctx. */
   LLM_NUM_CTX: int(4096),
-  LLM_CALL_TIMEOUT_MS: int(120_000),
+  /** Wall-clock limit of one LLM call; bounded calls (LLM_NUM_PREDICT) finish in seconds. Retried at most once. */
+  LLM_CALL_TIMEOUT_MS: int(60_000),
   /**
    * num_predict per call kind, `kind=default/max,...` (e.g. `prompt=256/2048,chat.agent=160/400`); kinds not named
    * keep their defaults (common/llm-bounds.ts). Callers may ask for less than max, never more.
    */
   LLM_NUM_PREDICT: numPredictTable,
   CATALOG_NODE_TIMEOUT_MS: int(2000),
+  /** How often an llm worker re-reads its node's `/api/tags` to poll new models and drop removed ones; 0: never. */
+  LLM_WORKER_REFRESH_MS: int(15_000),
   /** `model=usdPer1kPrompt/usdPer1kCompletion,...`; `*` is the fallback. */
   PRICE_TABLE: priceTable,
 

@@ -6,6 +6,8 @@
 export const ErrorType = {
   /** No node serves the model: retrying cannot help. */
   ModelNotFound: 'ModelNotFound',
+  /** A node serves the model but no llm worker polls its queue (or its nodes are down): retry later. */
+  ModelUnavailable: 'ModelUnavailable',
   /** The Ollama node did not answer: retry, possibly on another node of the same queue. */
   NodeUnavailable: 'NodeUnavailable',
   /** Generation took longer than allowed. */
@@ -28,13 +30,14 @@ export const NON_RETRYABLE_ERROR_TYPES: readonly ErrorType[] = [
   ErrorType.LimitExceeded,
 ];
 
-/** An error the API turns into `{error: {code, message, details}}` with `status`. */
+/** An error the API turns into `{error: {code, message, details}}` with `status` (and `headers`, e.g. Retry-After). */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
     message: string,
     readonly details?: unknown,
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
     this.name = 'HttpError';

@@ -1,9 +1,10 @@
 /**
  * `npm start` (after scripts/setup): the whole platform on one machine. Starts what is not running and reuses
  * what is: the Temporal dev server + Web UI (persistent db in .ainode/), the moto S3/DynamoDB emulator, one
- * `ollama serve` per local node with the cached models; checks the Docker engine; creates the bucket and tables
- * and uploads the chat sample data; then runs the orchestrator, executor, one llm worker per Ollama node and the
- * API as child processes. Output: one prefix per process on stdout, full logs in .ainode/logs/.
+ * `ollama serve` per local node (two by default, each serving its own set of the cached models from its own
+ * OLLAMA_MODELS dir, .ainode/ollama/<nodeId>/, linked to the shared cache); checks the Docker engine; creates the
+ * bucket and tables and uploads the chat sample data; then runs the orchestrator, executor, one llm worker per
+ * Ollama node and the API as child processes. Output: one prefix per process on stdout, full logs in .ainode/logs/.
  * Ctrl-C / SIGTERM stops what this process started (only that), once, with a timeout; a second Ctrl-C forces it.
  *
  *   npm start                      everything
@@ -15,19 +16,33 @@ import path from 'node:path';
 import { loadConfig, type Config } from '../common/config';
 import { normalizeModel } from '../common/task-queues';
 import { createStorage, ensureStorage } from '../activities/storage/clients';
-import { httpOk, isPortOpen, startMoto, startOllama, startTemporal, stopProcess, type Service } from './lib/services';
+import {
+  httpOk,
+  isPortOpen,
+  prepareNodeModelsDir,
+  startMoto,
+  startOllama,
+  startTemporal,
+  stopProcess,
+  type Service,
+} from './lib/services';
 import {
   dockerInfo,
   ensureModel,
   ensureSearchAttributes,
   entryIfExists,
   isLocal,
+  nodeModels,
+  ollamaModels,
   portOf,
   spawnTs,
   uploadDir,
 } from './lib/stack';
-import { readToolchain, ROOT, STATE_DIR, type Toolchain } from './lib/toolchain';
+import { readToolchain, ROOT, STATE_DIR, toolchainModels, type Toolchain } from './lib/toolchain';
 import { bundleWorkflows } from './bundle-workflows';
+
+/** Two local Ollama nodes unless OLLAMA_NODES says otherwise: the platform's pinning needs two to be seen. */
+const DEFAULT_DEV_NODES = 'node-1=http://127.0.0.1:11434,node-2=http://127.0.0.1:11435';
 
 const USAGE = `Usage: npm start [-- --services-only]
 
@@ -35,7 +50,10 @@ const USAGE = `Usage: npm start [-- --services-only]
                     (no workers, no API)
   --help            this text
 
-Configuration comes from the environment (and .env when present); see .env.example.`;
+Configuration comes from the environment (and .env when present); see .env.example. Dev stack only:
+  OLLAMA_NODES        default ${DEFAULT_DEV_NODES}
+  OLLAMA_NODE_MODELS  which models each local node serves, e.g. node-1=smollm2:135m;node-2=gemma3:270m+smollm2:135m
+                      (default: node-1 the default model, the other nodes every model setup installed; * = all)`;
 
 const LOG_DIR = path.join(STATE_DIR, 'logs');
 /** The emulator's address when AWS_ENDPOINT_URL is unset: local development never talks to real AWS by accident. */
@@ -97,6 +115,7 @@ function loadDevConfig(): Config {
     say(`read ${rel(envFile)}`);
   }
   process.env.AWS_ENDPOINT_URL ||= DEFAULT_EMULATOR_URL;
+  process.env.OLLAMA_NODES ||= DEFAULT_DEV_NODES;
   return loadConfig(process.env);
 }
 
@@ -150,31 +169,48 @@ async function startMotoOrReuse(tc: Toolchain, config: Config, sup: Supervisor):
   return url;
 }
 
-async function startOllamaOrReuse(tc: Toolchain, config: Config, model: string, sup: Supervisor): Promise<void> {
-  for (const node of config.OLLAMA_NODES) {
-    if (await httpOk(`${node.url}/api/version`).catch(() => false)) {
-      say(`Ollama ${node.id}: reusing ${node.url}`);
-    } else {
-      if (!isLocal(node.url)) throw new Error(`Ollama node ${node.id} at ${node.url} does not answer`);
-      if (!tc.ollama) throw new Error('no ollama binary: run `npm run setup` and see what it could not do');
-      const logFile = path.join(LOG_DIR, `ollama-${node.id}.log`);
-      const svc = await startOllama(tc, {
-        name: `ollama:${node.id}`,
-        port: portOf(node.url, 11434),
-        modelsDir: tc.ollamaModels,
-        numParallel: config.OLLAMA_NUM_PARALLEL,
-        logFile,
-      });
-      sup.addService(svc);
-      say(`Ollama ${node.id}: started on ${node.url} with models from ${tc.ollamaModels} (log: ${rel(logFile)})`);
-    }
-    try {
-      const how = await ensureModel(node.url, model);
-      say(`Ollama ${node.id}: ${model} ${how}`);
-    } catch (err) {
-      warn(`${(err as Error).message}. Prompts for ${model} will be rejected until a node serves it.`);
-    }
-  }
+/**
+ * Each node of OLLAMA_NODES: reused when it answers, else (when local) started with its own models dir that
+ * serves its models from the shared cache. Then each of its models is made present (pulled where possible).
+ */
+async function startOllamaOrReuse(tc: Toolchain, config: Config, sup: Supervisor): Promise<void> {
+  const perNode = nodeModels(
+    config.OLLAMA_NODES.map((n) => n.id),
+    process.env.OLLAMA_NODE_MODELS,
+    { models: toolchainModels(tc), defaultModel: config.DEFAULT_MODEL },
+  );
+  await Promise.all(
+    config.OLLAMA_NODES.map(async (node) => {
+      const models = perNode.get(node.id) ?? [];
+      if (await httpOk(`${node.url}/api/version`).catch(() => false)) {
+        say(`Ollama ${node.id}: reusing ${node.url}`);
+      } else {
+        if (!isLocal(node.url)) throw new Error(`Ollama node ${node.id} at ${node.url} does not answer`);
+        if (!tc.ollama) throw new Error('no ollama binary: run `npm run setup` and see what it could not do');
+        const modelsDir = path.join(STATE_DIR, 'ollama', node.id);
+        const { missing } = prepareNodeModelsDir(tc.ollamaModels, modelsDir, models);
+        if (missing.length) warn(`${missing.join(', ')} not in ${tc.ollamaModels}: ${node.id} will try to pull`);
+        const logFile = path.join(LOG_DIR, `ollama-${node.id}.log`);
+        const svc = await startOllama(tc, {
+          name: `ollama:${node.id}`,
+          port: portOf(node.url, 11434),
+          modelsDir,
+          numParallel: config.OLLAMA_NUM_PARALLEL,
+          logFile,
+        });
+        sup.addService(svc);
+        say(`Ollama ${node.id}: started on ${node.url} serving ${models.join(', ')} (log: ${rel(logFile)})`);
+      }
+      for (const model of models) {
+        try {
+          const how = await ensureModel(node.url, model);
+          if (how === 'pulled') say(`Ollama ${node.id}: ${model} pulled`);
+        } catch (err) {
+          warn(`${(err as Error).message}. ${node.id} will not serve ${model}.`);
+        }
+      }
+    }),
+  );
 }
 
 async function prepareStorage(config: Config): Promise<void> {
@@ -231,7 +267,22 @@ async function startApps(tc: Toolchain, config: Config, model: string, sup: Supe
   }
 }
 
-function printBanner(config: Config, uiUrl: string, model: string, apiUp: boolean, servicesOnly: boolean): void {
+async function printBanner(
+  config: Config,
+  uiUrl: string,
+  model: string,
+  apiUp: boolean,
+  servicesOnly: boolean,
+): Promise<void> {
+  // What each node serves now (its /api/tags), so pinning (a model on one node) and spreading (on all) show.
+  const served = await Promise.all(
+    config.OLLAMA_NODES.map((n) =>
+      ollamaModels(n.url).then(
+        (models) => (models.length ? models.join(', ') : 'no model'),
+        (err: unknown) => `not answering (${(err as Error).message})`,
+      ),
+    ),
+  );
   const api = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.API_PORT}`;
   const key = [...config.API_KEYS.keys()][0] ?? 'dev-key';
   const lines = [
@@ -245,7 +296,8 @@ function printBanner(config: Config, uiUrl: string, model: string, apiUp: boolea
     `  Web UI       ${uiUrl}`,
     `  Temporal     ${config.TEMPORAL_ADDRESS} (namespace ${config.TEMPORAL_NAMESPACE})`,
     `  S3/DynamoDB  ${config.AWS_ENDPOINT_URL} (bucket ${config.S3_BUCKET})`,
-    ...config.OLLAMA_NODES.map((n) => `  Ollama       ${n.id} ${n.url} (default model ${model})`),
+    ...config.OLLAMA_NODES.map((n, i) => `  Ollama       ${n.id} ${n.url}: ${served[i]}`),
+    `  Models       default ${model}${servicesOnly ? '' : `; the catalog (which node serves what): GET ${api}/models`}`,
     `  Logs         ${rel(LOG_DIR)}/`,
   ];
   if (!servicesOnly) {
@@ -311,7 +363,7 @@ async function run(): Promise<void> {
     const settled = await Promise.allSettled([
       startTemporalOrReuse(tc, config, sup),
       startMotoOrReuse(tc, config, sup).then(() => prepareStorage(config)),
-      startOllamaOrReuse(tc, config, model, sup),
+      startOllamaOrReuse(tc, config, sup),
       dockerInfo().then((d) =>
         d.ok
           ? say(`Docker engine ${d.version}: ok`)
@@ -335,7 +387,7 @@ async function run(): Promise<void> {
       if (api) apiUp = await waitForApi(api, config.API_PORT, 90_000);
     }
     if (sup.isStopping) return;
-    printBanner(config, uiUrl, model, apiUp, servicesOnly);
+    await printBanner(config, uiUrl, model, apiUp, servicesOnly);
   } catch (err) {
     await sup.stop();
     throw err;

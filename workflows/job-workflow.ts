@@ -18,6 +18,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { ErrorType } from '../common/errors';
+import { DEFAULT_NUM_PREDICT, numPredictProblem } from '../common/llm-bounds';
 import { EXECUTOR_QUEUE, normalizeModel } from '../common/task-queues';
 import type { LlmResult } from '../common/types';
 import type { ExecutorActivities } from '../activities/executor';
@@ -77,7 +78,19 @@ export async function jobWorkflow(input: JobInput): Promise<ExecutionResult> {
   let result: ExecutionResult | undefined = undefined;
   let reserved = 0;
 
-  setHandler(jobStatusQuery, () => ({ phase, usage, startedAt, result }));
+  // A call is reserved when it starts and counted in `usage.calls` when it ends; the difference is running now.
+  setHandler(jobStatusQuery, () => ({
+    phase,
+    usage: { ...usage, callsInFlight: reserved - usage.calls },
+    startedAt,
+    result,
+  }));
+  // num_predict bounds of this job's calls: the max comes from the API's config (jobs started before it had
+  // none: the built-in default). The llm activity bounds every call again with its worker's table.
+  const numPredictBounds = {
+    ...DEFAULT_NUM_PREDICT,
+    job: { ...DEFAULT_NUM_PREDICT.job, max: input.limits.maxNumPredict ?? DEFAULT_NUM_PREDICT.job.max },
+  };
 
   setHandler(llmCallUpdate, async (req: LlmCallRequest): Promise<LlmCallReply> => {
     const model = normalizeModel(req.model ?? defaultModel);
@@ -86,6 +99,8 @@ export async function jobWorkflow(input: JobInput): Promise<ExecutionResult> {
       return ApplicationFailure.create({ type, nonRetryable: true, message });
     };
     if (phase !== 'running') throw refuse(ErrorType.InvalidRequest, `the job is ${phase}`);
+    const numPredict = numPredictProblem('job', req.options?.num_predict, numPredictBounds);
+    if (numPredict) throw refuse(ErrorType.InvalidRequest, `num_predict ${numPredict}`);
     if (!allowed.has(model)) {
       throw refuse(
         ErrorType.ModelNotFound,
@@ -102,7 +117,8 @@ export async function jobWorkflow(input: JobInput): Promise<ExecutionResult> {
     reserved++;
     const summary = `job ${input.jobId} · ${model} · ${req.kind}`;
     const llm = llmActivities(model, { summary });
-    // A call that sets no length gets the job's default, so one rambling answer cannot eat the whole job.
+    // A call that sets no length gets the job's default (else the activity's `job` default), so one rambling
+    // answer cannot eat the whole job.
     const options =
       req.options?.num_predict === undefined && input.limits.defaultNumPredict !== undefined
         ? { ...req.options, num_predict: input.limits.defaultNumPredict }
@@ -117,6 +133,7 @@ export async function jobWorkflow(input: JobInput): Promise<ExecutionResult> {
               options,
               format: req.format,
               purpose: summary,
+              kind: 'job',
             })
           : await llm.llmGenerate({
               model,
@@ -125,6 +142,7 @@ export async function jobWorkflow(input: JobInput): Promise<ExecutionResult> {
               options,
               format: req.format,
               purpose: summary,
+              kind: 'job',
             });
     } catch (err) {
       reserved--;

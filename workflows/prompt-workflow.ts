@@ -2,6 +2,8 @@
  * promptWorkflow: one LLM call (`POST /prompts`) as a durable workflow. The call runs as an llm activity on
  * the model's pinned queue, so it waits durably for a free slot, is retried on another node of the same
  * model if one dies, and shows up in the Web UI with its model, node and Ollama's token counts.
+ * Its num_predict is bounded by the `prompt` call kind; cancelling the workflow (`POST /prompts/:id/cancel`)
+ * cancels the activity, which aborts the Ollama stream.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { ActivityFailure, ApplicationFailure, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
@@ -30,6 +32,13 @@ export interface PromptWorkflowResult {
   doneReason?: string;
 }
 
+/**
+ * A cancel reaches the running activity with the response to its next heartbeat, and the worker sends one at
+ * most every 0.8 × heartbeatTimeout: 10 s (not LLM_CALL's 30 s) stops a cancelled prompt's generation within
+ * ~8 s. The activity heartbeats every ≤ 3.3 s meanwhile, so a live node never misses it.
+ */
+const PROMPT_HEARTBEAT_TIMEOUT = '10 seconds';
+
 const KindKey = defineSearchAttributeKey(SearchAttribute.Kind, SearchAttributeType.KEYWORD);
 const ModelIdKey = defineSearchAttributeKey(SearchAttribute.ModelId, SearchAttributeType.KEYWORD);
 
@@ -54,8 +63,17 @@ export async function promptWorkflow(input: PromptWorkflowInput): Promise<Prompt
     }
     await assertModelServed(input.modelId);
     // The summary is what the Web UI shows on the activity: which model, and why it was called.
-    const llm = llmActivities(input.modelId, { summary: `${input.modelId} · prompt` });
-    const common = { model: input.modelId, options: input.options, format: input.format, purpose: 'prompt' };
+    const llm = llmActivities(input.modelId, {
+      summary: `${input.modelId} · prompt`,
+      heartbeatTimeout: PROMPT_HEARTBEAT_TIMEOUT,
+    });
+    const common = {
+      model: input.modelId,
+      options: input.options,
+      format: input.format,
+      purpose: 'prompt',
+      kind: 'prompt' as const,
+    };
     const res = hasPrompt
       ? await llm.llmGenerate({ ...common, prompt: input.prompt ?? '', system: input.system })
       : await llm.llmChat({ ...common, messages: input.messages ?? [] });

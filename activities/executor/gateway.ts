@@ -20,9 +20,14 @@ const MAX_BODY_BYTES = 1_048_576;
 const MAX_CONCURRENT_CALLS = 64;
 
 const FormatSchema = z.union([z.literal('json'), z.record(z.string(), z.unknown())]);
+/**
+ * Any integer num_predict goes on to the job's workflow, which refuses one above the job's maximum (config
+ * LLM_NUM_PREDICT) or an unbounded one (≤ 0) with a message naming that maximum.
+ */
+const OptionsSchema = LlmOptionsSchema.extend({ num_predict: z.number().int().optional() });
 const common = {
   model: z.string().min(1).max(200).optional(),
-  options: LlmOptionsSchema.optional(),
+  options: OptionsSchema.optional(),
   format: FormatSchema.optional(),
 };
 const GenerateSchema = z

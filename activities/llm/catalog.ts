@@ -2,6 +2,9 @@
  * The model catalog (`GET /models`): the union of every node's `/api/tags`, each node asked with a short
  * timeout, merged per model with live pollers on its pinned queue (DescribeTaskQueue) and loaded state
  * (`/api/ps`). A dead or slow node is reported unavailable; `get()` never waits much past the node timeout.
+ * A model is available only when a reachable node serves it AND, where pollers could be counted, an llm worker
+ * polls its queue: a model created on a node after its worker last read the node's tags is listed, unavailable,
+ * until the worker picks it up (else a prompt for it would wait on a queue nobody polls).
  */
 import type { Client } from '@temporalio/client';
 import { llmQueue, normalizeModel } from '../../common/task-queues';
@@ -17,15 +20,26 @@ export interface CatalogNode {
 }
 
 export interface CatalogModel {
+  /** Same as `name`: the field clients of the services ainode replaces read. */
+  id: string;
   name: string;
+  /** Bytes on disk, from the nodes' `/api/tags` (the largest when nodes differ); 0 when unknown. */
+  size: number;
+  /** `available` as the word clients of the services ainode replaces read. */
+  status: 'available' | 'unavailable';
+  /** Served by at least one reachable node, and polled by an llm worker (where pollers could be counted). */
+  available: boolean;
+  /** Why it is unavailable, e.g. `no llm worker polls ainode-llm.x:latest`. */
+  unavailableReason?: string;
   queue: string;
   /** Nodes that serve it (available or not). */
   nodes: { id: string; available: boolean; loaded: boolean }[];
-  /** Live pollers on the model's queue (llm workers); undefined when Temporal could not be asked. */
+  /**
+   * Pollers on the model's queue (llm workers); undefined when Temporal could not be asked. Temporal keeps a
+   * poller listed for a while after its worker stopped (matching.PollerHistoryTTL, 5 min by default).
+   */
   pollers?: number;
   loaded: boolean;
-  /** Served by at least one available node. */
-  available: boolean;
 }
 
 export interface Catalog {
@@ -36,7 +50,7 @@ export interface Catalog {
 
 export interface ModelCatalog {
   get(): Promise<Catalog>;
-  /** True when an available node serves the model (`gemma3` means `gemma3:latest`). */
+  /** True when the model is available: a reachable node serves it and (when known) a worker polls it. */
   hasModel(model: string): Promise<boolean>;
 }
 
@@ -57,13 +71,27 @@ const TASK_QUEUE_KIND_NORMAL = 1;
 const TASK_QUEUE_TYPE_ACTIVITY = 2;
 
 interface OllamaModelList {
-  models?: { name?: string; model?: string }[];
+  models?: { name?: string; model?: string; size?: number }[];
+}
+
+/** A node's answer plus the model sizes from its `/api/tags` (merged into the models, not shown per node). */
+export interface NodeAnswer extends CatalogNode {
+  sizes?: Record<string, number>;
 }
 
 /** A node's models from its `/api/tags` or `/api/ps`, normalised (`gemma3` → `gemma3:latest`). */
 function modelNames(body: OllamaModelList): string[] {
   const names = (body.models ?? []).map((m) => m.name ?? m.model).filter((n): n is string => Boolean(n));
   return [...new Set(names.map(normalizeModel))].sort();
+}
+
+function modelSizes(body: OllamaModelList): Record<string, number> {
+  const sizes: Record<string, number> = {};
+  for (const m of body.models ?? []) {
+    const name = m.name ?? m.model;
+    if (name && typeof m.size === 'number') sizes[normalizeModel(name)] = m.size;
+  }
+  return sizes;
 }
 
 async function getJson(url: string, signal: AbortSignal): Promise<OllamaModelList> {
@@ -82,7 +110,7 @@ function reason(err: unknown, timeoutMs: number): string {
   return e?.cause?.message ?? e?.message ?? String(err);
 }
 
-async function askNode(node: { id: string; url: string }, timeoutMs: number): Promise<CatalogNode> {
+async function askNode(node: { id: string; url: string }, timeoutMs: number): Promise<NodeAnswer> {
   const t0 = performance.now();
   const signal = AbortSignal.timeout(timeoutMs);
   // `/api/ps` is optional (older nodes): only `/api/tags` decides availability.
@@ -100,11 +128,16 @@ async function askNode(node: { id: string; url: string }, timeoutMs: number): Pr
     latencyMs,
     models: modelNames(tags.value),
     loaded: ps.status === 'fulfilled' ? modelNames(ps.value) : [],
+    sizes: modelSizes(tags.value),
   };
 }
 
 /** Live pollers per queue; a queue whose lookup failed or timed out is absent from the map. */
-async function pollerCounts(temporal: Client, namespace: string, queues: string[]): Promise<Map<string, number>> {
+export async function pollerCounts(
+  temporal: Pick<Client, 'connection' | 'workflowService'>,
+  namespace: string,
+  queues: string[],
+): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   const deadline = Date.now() + POLLERS_TIMEOUT_MS;
   const lookups = queues.map(async (name) => {
@@ -127,28 +160,51 @@ async function pollerCounts(temporal: Client, namespace: string, queues: string[
   return counts;
 }
 
-/** Merges node answers into one entry per model, sorted by name. */
-export function mergeNodes(nodes: CatalogNode[], pollers?: Map<string, number>): CatalogModel[] {
+/**
+ * Merges node answers into one entry per model, sorted by name. `pollers` (queue → count) decides too: a
+ * model whose queue has 0 pollers is unavailable; a queue absent from the map (not asked) changes nothing.
+ */
+export function mergeNodes(nodes: NodeAnswer[], pollers?: Map<string, number>): CatalogModel[] {
   const byModel = new Map<string, CatalogModel>();
   for (const node of nodes) {
     for (const name of node.models) {
       const queue = llmQueue(name);
-      const entry = byModel.get(name) ?? {
+      const entry: CatalogModel = byModel.get(name) ?? {
+        id: name,
         name,
+        size: 0,
+        status: 'unavailable',
+        available: false,
         queue,
         nodes: [],
-        loaded: false,
-        available: false,
         ...(pollers?.has(queue) ? { pollers: pollers.get(queue) } : {}),
+        loaded: false,
       };
       const loaded = node.loaded.includes(name);
       entry.nodes.push({ id: node.id, available: node.available, loaded });
       entry.available ||= node.available;
       entry.loaded ||= node.available && loaded;
+      entry.size = Math.max(entry.size, node.sizes?.[name] ?? 0);
       byModel.set(name, entry);
     }
   }
+  const down = (ids: string[]) =>
+    ids.map((id) => `${id}: ${nodes.find((n) => n.id === id)?.error ?? 'unreachable'}`).join('; ');
+  for (const m of byModel.values()) {
+    if (!m.available) m.unavailableReason = `no reachable node serves it (${down(m.nodes.map((n) => n.id))})`;
+    else if (m.pollers === 0) {
+      m.available = false;
+      m.unavailableReason = `no llm worker polls ${m.queue}`;
+    }
+    m.status = m.available ? 'available' : 'unavailable';
+  }
   return [...byModel.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The catalog's entry for `model` (`gemma3` means `gemma3:latest`), available or not; undefined if no node lists it. */
+export function findModel(catalog: Catalog, model: string): CatalogModel | undefined {
+  const name = normalizeModel(model);
+  return catalog.models.find((m) => m.name === name);
 }
 
 export function createCatalog(deps: CatalogDeps): ModelCatalog {
@@ -167,7 +223,9 @@ export function createCatalog(deps: CatalogDeps): ModelCatalog {
       );
       models = mergeNodes(nodes, counts);
     }
-    return { models, nodes, generatedAt: new Date().toISOString() };
+    // Sizes live on the models; the nodes list stays `{..., models: string[]}`.
+    const shown: CatalogNode[] = nodes.map(({ sizes: _sizes, ...node }) => node);
+    return { models, nodes: shown, generatedAt: new Date().toISOString() };
   }
 
   function get(): Promise<Catalog> {
@@ -187,9 +245,7 @@ export function createCatalog(deps: CatalogDeps): ModelCatalog {
   return {
     get,
     async hasModel(model) {
-      const name = normalizeModel(model);
-      const catalog = await get();
-      return catalog.models.some((m) => m.name === name && m.available);
+      return findModel(await get(), model)?.available ?? false;
     },
   };
 }

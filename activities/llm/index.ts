@@ -2,19 +2,24 @@
  * The llm activities (llmChat, llmGenerate, llmEmbed), run by the llm worker of a node on the model's pinned
  * queue. Each call streams from Ollama so it can heartbeat while tokens arrive and stop the moment the
  * activity is cancelled or runs past its time; usage comes from Ollama's own counts on the final chunk.
+ * Every chat/generate call is bounded: num_predict per call kind (common/llm-bounds.ts), and a reply that falls
+ * into a loop is cut off (repetition.ts). A cut-off answer is a result (`doneReason`), not an error.
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { AbortableAsyncIterator, ChatResponse, GenerateResponse, Ollama, Options } from 'ollama';
 import { ErrorType } from '../../common/errors';
-import type { LlmEmbedInput, LlmEmbedResult, LlmOptions, LlmResult, LlmUsage } from '../../common/types';
+import { boundNumPredict, DEFAULT_NUM_PREDICT, type LlmCallKind, type NumPredictTable } from '../../common/llm-bounds';
+import type { LlmEmbedInput, LlmEmbedResult, LlmFormat, LlmOptions, LlmResult, LlmUsage } from '../../common/types';
 import { withRequestSignal } from './client';
 import { toLlmFailure } from './errors';
+import { RepetitionGuard } from './repetition';
 import type { LlmActivities } from './types';
 
 export type { LlmActivities } from './types';
 export { createOllamaClient, withRequestSignal } from './client';
 export { toLlmFailure, type LlmCallContext } from './errors';
+export { findRepetition, RepetitionGuard, type RepetitionCut } from './repetition';
 export {
   createNodeActivities,
   WARM_KEEP_ALIVE,
@@ -34,6 +39,8 @@ export interface LlmActivityDeps {
   callTimeoutMs: number;
   /** Sent as `keep_alive` when set, so the model stays loaded between calls. */
   keepAlive?: string | number;
+  /** num_predict bounds per call kind (config LLM_NUM_PREDICT); every chat/generate call runs bounded. */
+  numPredict?: NumPredictTable;
 }
 
 /** Longest pause between heartbeats while waiting for a cold model load or the next token. */
@@ -45,6 +52,9 @@ const CHUNK_HEARTBEAT_EVERY_MS = 1_000;
 export interface LlmProgress {
   chunks: number;
   chars: number;
+  /** The call's kind and the num_predict it runs with (chat/generate only). */
+  kind?: LlmCallKind;
+  numPredict?: number;
 }
 
 const nsToMs = (ns: number | undefined) => Math.round((ns ?? 0) / 1_000) / 1_000;
@@ -106,6 +116,24 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 /**
+ * A timed-out call is retried once (a retry may land on another, less busy node); a second timeout will not go
+ * better a third time, so it is final. Bounded calls finish well within LLM_CALL_TIMEOUT_MS.
+ */
+const TIMEOUT_ATTEMPTS = 2;
+
+/** `failure`, made final when it is an InferenceTimeout on the last attempt that may time out. */
+function timeoutRetryRule(failure: ApplicationFailure, attempt: number): ApplicationFailure {
+  if (failure.type !== ErrorType.InferenceTimeout || attempt < TIMEOUT_ATTEMPTS || failure.nonRetryable) return failure;
+  return ApplicationFailure.create({
+    type: failure.type,
+    nonRetryable: true,
+    message: `${failure.message}; attempt ${attempt}, not retried again`,
+    cause: failure.cause,
+    details: failure.details as unknown[] | undefined,
+  });
+}
+
+/**
  * Runs one Ollama call in the activity: joins cancellation and the call timeout into one signal, heartbeats,
  * and turns every failure into a typed one (a cancellation is rethrown as is, so Temporal records a cancel).
  */
@@ -113,43 +141,57 @@ async function guardedCall<T>(
   deps: LlmActivityDeps,
   model: string,
   work: (signal: AbortSignal, onChunk: () => void, progress: LlmProgress) => Promise<T>,
+  bound: Pick<LlmProgress, 'kind' | 'numPredict'> = {},
 ): Promise<T> {
   const ctx = Context.current();
   const timeout = AbortSignal.timeout(deps.callTimeoutMs);
   const signal = AbortSignal.any([ctx.cancellationSignal, timeout]);
-  const progress: LlmProgress = { chunks: 0, chars: 0 };
+  const progress: LlmProgress = { chunks: 0, chars: 0, ...bound };
   const hb = heartbeater(ctx, progress);
   try {
     return await withRequestSignal(signal, () => untilAborted(work(signal, hb.onChunk, progress), signal));
   } catch (err) {
     if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
+    const attempt = ctx.info.attempt;
     if (timeout.aborted) {
-      throw ApplicationFailure.create({
-        type: ErrorType.InferenceTimeout,
-        message: `LLM call exceeded ${deps.callTimeoutMs} ms (model ${model}, node ${deps.nodeId}, ${progress.chunks} chunks received)`,
-        details: [{ model, nodeId: deps.nodeId, ...progress }],
-      });
+      const bounded = progress.numPredict === undefined ? '' : `, num_predict ${progress.numPredict}`;
+      throw timeoutRetryRule(
+        ApplicationFailure.create({
+          type: ErrorType.InferenceTimeout,
+          message: `LLM call exceeded ${deps.callTimeoutMs} ms (model ${model}, node ${deps.nodeId}, ${progress.chunks} chunks received${bounded})`,
+          details: [{ model, nodeId: deps.nodeId, attempt, ...progress }],
+        }),
+        attempt,
+      );
     }
-    throw toLlmFailure(err, { model, nodeId: deps.nodeId });
+    throw timeoutRetryRule(toLlmFailure(err, { model, nodeId: deps.nodeId }), attempt);
   } finally {
     hb.stop();
   }
 }
 
-/** Iterates an Ollama stream to its final chunk, concatenating content; aborts it with `signal`. */
+/** How a streamed reply ended: Ollama's final chunk, or our cut of a loop (no final chunk: the stream was aborted). */
+type Collected<C> = { content: string; final: C; cut?: undefined } | { content: string; final?: undefined; cut: true };
+
+/**
+ * Iterates an Ollama stream to its final chunk, concatenating content; aborts it with `signal`. With a `guard`,
+ * a reply that falls into a loop is aborted there and returned with one copy of the repeated block.
+ */
 async function collect<C extends { done: boolean }>(
   stream: AbortableAsyncIterator<C>,
   signal: AbortSignal,
   piece: (chunk: C) => string,
   onChunk: () => void,
   progress: LlmProgress,
-): Promise<{ content: string; final: C }> {
+  guard?: RepetitionGuard,
+): Promise<Collected<C>> {
   // Also covers clients not built by createOllamaClient, whose fetch does not see the call's signal.
   const abort = () => stream.abort();
   if (signal.aborted) abort();
   signal.addEventListener('abort', abort, { once: true });
   try {
     let content = '';
+    let keep: number | undefined;
     for await (const chunk of stream) {
       const text = piece(chunk);
       content += text;
@@ -157,25 +199,63 @@ async function collect<C extends { done: boolean }>(
       progress.chars += text.length;
       onChunk();
       if (chunk.done) return { content, final: chunk };
+      keep = guard?.check(content)?.keep;
+      if (keep !== undefined) break;
     }
-    throw new Error('Ollama stream ended without a final chunk');
+    if (keep === undefined) throw new Error('Ollama stream ended without a final chunk');
+    // Leaving the loop released the reader; aborting closes the connection, so Ollama stops generating.
+    stream.abort();
+    return { content: content.slice(0, keep).trimEnd(), cut: true };
   } finally {
     signal.removeEventListener('abort', abort);
   }
 }
 
-function requestOptions(deps: LlmActivityDeps, options: LlmOptions | undefined): Partial<Options> {
-  return { ...options, num_ctx: deps.numCtx };
+/** The call's options: the caller's, bounded to its kind's num_predict, with the node's fixed num_ctx. */
+function requestOptions(deps: LlmActivityDeps, options: LlmOptions | undefined, numPredict: number): Partial<Options> {
+  return { ...options, num_predict: numPredict, num_ctx: deps.numCtx };
 }
 
-function result(deps: LlmActivityDeps, model: string, content: string, final: FinalChunk): LlmResult {
+function result<C extends FinalChunk>(
+  deps: LlmActivityDeps,
+  model: string,
+  collected: Collected<C>,
+  progress: LlmProgress,
+  startedAt: number,
+): LlmResult {
+  const { content, final } = collected;
+  if (!final) {
+    // Cut off: Ollama sent no counts. One streamed chunk is one generated token; the prompt count is unknown.
+    const ms = Date.now() - startedAt;
+    const usage = usageFromOllama({ eval_count: progress.chunks });
+    return {
+      content,
+      model,
+      nodeId: deps.nodeId,
+      usage: { ...usage, totalDurationMs: ms, evalDurationMs: ms },
+      doneReason: 'repetition',
+    };
+  }
   return {
     content,
     model: final.model || model,
     nodeId: deps.nodeId,
     usage: usageFromOllama(final),
+    // 'stop', or 'length' when num_predict was reached: a cut-off answer is a result, not an error.
     doneReason: final.done_reason || undefined,
   };
+}
+
+/** The num_predict and loop guard of one chat/generate call. */
+function bounds(
+  deps: LlmActivityDeps,
+  input: { kind?: LlmCallKind; options?: LlmOptions; format?: LlmFormat },
+): { numPredict: number; progress: Pick<LlmProgress, 'kind' | 'numPredict'>; guard: RepetitionGuard } {
+  const kind = input.kind ?? 'prompt';
+  const numPredict = boundNumPredict(kind, input.options?.num_predict, deps.numPredict ?? DEFAULT_NUM_PREDICT);
+  // Structured output repeats legitimately (a list of like items); the schema and num_predict bound it.
+  const guard = new RepetitionGuard({ structured: input.format !== undefined });
+  return { numPredict, progress: { kind, numPredict }, guard };
 }
 
 /** The llm activities for one node. Register them on `llmQueue(model)` for every model the node serves. */
@@ -183,46 +263,62 @@ export function createLlmActivities(deps: LlmActivityDeps): LlmActivities {
   const keepAlive = deps.keepAlive === undefined ? {} : { keep_alive: deps.keepAlive };
   return {
     async llmChat(input) {
-      return guardedCall(deps, input.model, async (signal, onChunk, progress) => {
-        const stream = await deps.ollama.chat({
-          model: input.model,
-          messages: input.messages,
-          format: input.format,
-          options: requestOptions(deps, input.options),
-          stream: true,
-          ...keepAlive,
-        });
-        const { content, final } = await collect<ChatResponse>(
-          stream,
-          signal,
-          (c) => c.message?.content ?? '',
-          onChunk,
-          progress,
-        );
-        return result(deps, input.model, content, final);
-      });
+      const b = bounds(deps, input);
+      return guardedCall(
+        deps,
+        input.model,
+        async (signal, onChunk, progress) => {
+          const startedAt = Date.now();
+          const stream = await deps.ollama.chat({
+            model: input.model,
+            messages: input.messages,
+            format: input.format,
+            options: requestOptions(deps, input.options, b.numPredict),
+            stream: true,
+            ...keepAlive,
+          });
+          const collected = await collect<ChatResponse>(
+            stream,
+            signal,
+            (c) => c.message?.content ?? '',
+            onChunk,
+            progress,
+            b.guard,
+          );
+          return result(deps, input.model, collected, progress, startedAt);
+        },
+        b.progress,
+      );
     },
 
     async llmGenerate(input) {
-      return guardedCall(deps, input.model, async (signal, onChunk, progress) => {
-        const stream = await deps.ollama.generate({
-          model: input.model,
-          prompt: input.prompt,
-          system: input.system,
-          format: input.format,
-          options: requestOptions(deps, input.options),
-          stream: true,
-          ...keepAlive,
-        });
-        const { content, final } = await collect<GenerateResponse>(
-          stream,
-          signal,
-          (c) => c.response ?? '',
-          onChunk,
-          progress,
-        );
-        return result(deps, input.model, content, final);
-      });
+      const b = bounds(deps, input);
+      return guardedCall(
+        deps,
+        input.model,
+        async (signal, onChunk, progress) => {
+          const startedAt = Date.now();
+          const stream = await deps.ollama.generate({
+            model: input.model,
+            prompt: input.prompt,
+            system: input.system,
+            format: input.format,
+            options: requestOptions(deps, input.options, b.numPredict),
+            stream: true,
+            ...keepAlive,
+          });
+          const collected = await collect<GenerateResponse>(
+            stream,
+            signal,
+            (c) => c.response ?? '',
+            onChunk,
+            progress,
+            b.guard,
+          );
+          return result(deps, input.model, collected, progress, startedAt);
+        },
+        b.progress,
+      );
     },
 
     async llmEmbed(input: LlmEmbedInput): Promise<LlmEmbedResult> {

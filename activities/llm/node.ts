@@ -1,9 +1,10 @@
 /**
- * Operations on one Ollama node (health, warm-up, pull), registered on `nodeQueue(nodeId)` so a workflow or
- * an operator can address a specific node rather than "any node serving model X".
+ * Operations on one Ollama node (health, warm-up, pull, refresh), registered on `nodeQueue(nodeId)` so a
+ * workflow or an operator can address a specific node rather than "any node serving model X".
  */
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Ollama } from 'ollama';
+import { ErrorType } from '../../common/errors';
 import { normalizeModel } from '../../common/task-queues';
 import { withRequestSignal } from './client';
 import { toLlmFailure } from './errors';
@@ -15,6 +16,19 @@ export interface NodeActivityDeps {
   numCtx?: number;
   /** How long a warmed-up model stays loaded. */
   keepAlive?: string | number;
+  /** The llm worker's "re-read the node's models now" (workers/llm.ts); without it nodeRefresh fails. */
+  refresh?: () => Promise<NodeRefresh>;
+}
+
+/** What one re-read of the node's `/api/tags` changed in the queues its llm worker polls. */
+export interface NodeRefresh {
+  nodeId: string;
+  /** Models polled after the refresh. */
+  models: string[];
+  started: string[];
+  stopped: string[];
+  /** Set when the node did not answer: then nothing changed (a briefly unreachable node keeps its pollers). */
+  error?: string;
 }
 
 export interface NodeHealth {
@@ -32,6 +46,8 @@ export interface NodeActivities {
   nodeWarmup(model: string): Promise<{ nodeId: string; model: string; loadDurationMs: number }>;
   /** Pulls `model` from the registry the node is configured with; heartbeats with the progress. */
   nodePull(model: string): Promise<{ nodeId: string; model: string; status: string }>;
+  /** Re-reads the node's models now: polls the queue of a model that appeared, stops that of one that left. */
+  nodeRefresh(): Promise<NodeRefresh>;
 }
 
 /** Default keep-alive of a warmed-up model: a day, i.e. "stay loaded" for a node dedicated to it. */
@@ -87,6 +103,17 @@ export function createNodeActivities(deps: NodeActivityDeps): NodeActivities {
         }
         return { nodeId, model, status };
       });
+    },
+
+    async nodeRefresh() {
+      if (!deps.refresh) {
+        throw ApplicationFailure.create({
+          type: ErrorType.InvalidRequest,
+          nonRetryable: true,
+          message: `the worker of node ${nodeId} does not follow its models`,
+        });
+      }
+      return deps.refresh();
     },
   };
 }

@@ -19,9 +19,14 @@ export interface ErrorBody {
   error: { code: string; message: string; details?: unknown };
 }
 
-/** HTTP status and public code for each failure type an activity or workflow may raise. */
-const FAILURE_STATUS: Record<ErrorType, { status: number; code: string }> = {
+/**
+ * HTTP status and public code for each failure type an activity or workflow may raise; `retryAfterS` becomes a
+ * Retry-After header (a condition expected to clear: e.g. an llm worker picking up a new model).
+ */
+const FAILURE_STATUS: Record<ErrorType, { status: number; code: string; retryAfterS?: number }> = {
   [ErrorType.ModelNotFound]: { status: 400, code: 'model_not_found' },
+  // An llm worker re-reads its node's models every LLM_WORKER_REFRESH_MS (15 s by default).
+  [ErrorType.ModelUnavailable]: { status: 503, code: 'model_unavailable', retryAfterS: 15 },
   [ErrorType.InvalidRequest]: { status: 400, code: 'invalid_request' },
   [ErrorType.NotFound]: { status: 404, code: 'not_found' },
   [ErrorType.Conflict]: { status: 409, code: 'conflict' },
@@ -60,6 +65,18 @@ export function describeFailure(err: unknown): { code: string; message: string }
   return { code: 'workflow_failed', message: last?.message || 'The workflow failed' };
 }
 
+/** The HttpError for one of our failure types (status, code and headers from the table above). */
+export function typedHttpError(type: ErrorType, message: string, details?: unknown): HttpError {
+  const { status, code, retryAfterS } = FAILURE_STATUS[type];
+  return new HttpError(
+    status,
+    code,
+    message,
+    details,
+    retryAfterS ? { 'Retry-After': String(retryAfterS) } : undefined,
+  );
+}
+
 /** Maps any thrown value to a status and body. Exported for tests and for routes that report failures inline. */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
@@ -84,10 +101,7 @@ export function toHttpError(err: unknown): HttpError {
     return new HttpError(409, 'conflict', 'A workflow with this id already exists');
   }
   const typed = findTypedFailure(err);
-  if (typed) {
-    const { status, code } = FAILURE_STATUS[typed.type as ErrorType];
-    return new HttpError(status, code, typed.message);
-  }
+  if (typed) return typedHttpError(typed.type as ErrorType, typed.message);
   // gRPC UNAVAILABLE (14) / DEADLINE_EXCEEDED (4): Temporal is down or slow; the client may retry.
   if (isGrpcServiceError(err) && (err.code === 14 || err.code === 4)) {
     return new HttpError(503, 'temporal_unavailable', 'The workflow service is unavailable; retry later');
@@ -113,5 +127,6 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
   else req.log?.debug({ err: { code: httpErr.code, message: httpErr.message } }, 'request rejected');
   const body: ErrorBody = { error: { code: httpErr.code, message: httpErr.message } };
   if (httpErr.details !== undefined) body.error.details = httpErr.details;
+  if (httpErr.headers) res.set(httpErr.headers);
   res.status(httpErr.status).json(body);
 };

@@ -10,6 +10,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { defineSearchAttributeKey, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { HttpError } from '../../common/errors';
+import { requireModel } from '../model-check';
 import { priceOf } from '../../common/config';
 import { SearchAttribute } from '../../common/types';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
@@ -27,7 +28,7 @@ import {
   getJobResult,
   listJobRecords,
 } from '../../activities/jobs/store';
-import type { JobInput, JobLiveStatus, JobRecord } from '../../activities/jobs/types';
+import { FUNCTION_ID_PATTERN, type JobInput, type JobLiveStatus, type JobRecord } from '../../activities/jobs/types';
 import { jobStatusQuery } from '../../workflows/definitions';
 import type { jobWorkflow } from '../../workflows/job-workflow';
 
@@ -35,7 +36,15 @@ const MAX_MEMORY_MB = 8192;
 
 export const RunBodySchema = z
   .object({
-    functionId: z.string().regex(/^fn-[\w-]{1,100}$/, 'not a function id'),
+    functionId: z
+      .string()
+      .regex(FUNCTION_ID_PATTERN, 'a function id (fn-… from POST /functions, or the id given to PUT /functions/:id)'),
+    functionVersion: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('A stored version of the function (default: the latest)'),
     modelId: z.string().trim().min(1).max(200).describe('The job’s default model, from GET /models'),
     inputData: z.unknown().optional().describe('Any JSON; the script reads it from input.json'),
     timeoutSec: z.number().int().min(1).optional().describe('Wall-clock limit (default and maximum JOB_TIMEOUT_MS)'),
@@ -48,7 +57,7 @@ export const RunBodySchema = z
       .min(1)
       .max(32_768)
       .optional()
-      .describe('num_predict for SDK calls that set none (default: unbounded, as in Ollama)'),
+      .describe('num_predict for SDK calls that set none (default and maximum: LLM_NUM_PREDICT, kind job)'),
   })
   .strict();
 
@@ -158,17 +167,26 @@ export function jobsRouter(deps: ApiDeps): Router {
       const existing = await getJobRecord(storage, tenantId, jobId);
       if (existing) return void res.status(202).location(`/jobs/${jobId}`).json(accepted(existing));
     }
-    const fn = await getFunction(storage, tenantId, body.functionId);
-    if (!fn) throw new HttpError(404, 'not_found', `Function ${body.functionId} not found`);
-    const modelId = normalizeModel(body.modelId);
-    if (!(await catalog.hasModel(modelId))) {
-      throw new HttpError(400, 'model_not_found', `No available node serves model "${modelId}" (see GET /models)`);
+    const fn = await getFunction(storage, tenantId, body.functionId, body.functionVersion);
+    if (!fn) {
+      const which = body.functionVersion ? ` version ${body.functionVersion}` : '';
+      throw new HttpError(
+        404,
+        'not_found',
+        `Function ${body.functionId}${which} not found (upload it with PUT /functions/${body.functionId})`,
+      );
     }
+    const modelId = normalizeModel(body.modelId);
+    await requireModel(catalog, modelId);
     // The catalog now: the models an SDK call inside this job may name.
     const allowedModels = (await catalog.get()).models.filter((m) => m.available).map((m) => m.name);
     const maxTimeoutSec = Math.floor(config.JOB_TIMEOUT_MS / 1000);
     if (body.timeoutSec !== undefined && body.timeoutSec > maxTimeoutSec) {
       throw new HttpError(400, 'invalid_request', `body.timeoutSec: at most ${maxTimeoutSec}`);
+    }
+    const maxNumPredict = config.LLM_NUM_PREDICT.job.max;
+    if (body.maxTokensPerCall !== undefined && body.maxTokensPerCall > maxNumPredict) {
+      throw new HttpError(400, 'invalid_request', `body.maxTokensPerCall: at most ${maxNumPredict} (LLM_NUM_PREDICT)`);
     }
     const createdAt = new Date().toISOString();
     const inputKey = `jobs/${jobId}/input.json`;
@@ -192,6 +210,8 @@ export function jobsRouter(deps: ApiDeps): Router {
         maxLlmCalls: Math.min(body.maxLlmCalls ?? config.JOB_MAX_LLM_CALLS, config.JOB_MAX_LLM_CALLS),
         maxTokens: Math.min(body.maxTokens ?? config.JOB_MAX_TOKENS, config.JOB_MAX_TOKENS),
         defaultNumPredict: body.maxTokensPerCall,
+        // SDK calls asking for more (or for an unbounded -1) are refused by the workflow with this max.
+        maxNumPredict,
       },
     };
     const record: JobRecord = {
@@ -219,7 +239,7 @@ export function jobsRouter(deps: ApiDeps): Router {
           { key: keys.tenant, value: tenantId },
         ],
         staticSummary: `job: ${fn.name ?? fn.functionId} (${fn.entry}) on ${modelId}`,
-        staticDetails: `function ${fn.functionId} · tenant ${tenantId} · timeout ${input.limits.timeoutMs} ms · memory ${input.limits.memoryMb} MB`,
+        staticDetails: `function ${fn.functionId} v${fn.version ?? 1} · tenant ${tenantId} · timeout ${input.limits.timeoutMs} ms · memory ${input.limits.memoryMb} MB`,
       });
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;

@@ -8,12 +8,25 @@ import { registerRoute } from '../openapi';
 export const CatalogSchema = z.object({
   models: z.array(
     z.object({
+      id: z.string().describe('Same as name (the field clients of OpenAI-style model lists read)'),
       name: z.string().describe('Normalised model name, e.g. gemma3:270m'),
+      size: z.number().int().describe("Bytes on disk, from the nodes' /api/tags; 0 when unknown"),
+      status: z.enum(['available', 'unavailable']).describe('`available` as a word'),
+      available: z
+        .boolean()
+        .describe('Served by at least one reachable node, and polled by an llm worker (when pollers are known)'),
+      unavailableReason: z
+        .string()
+        .optional()
+        .describe('Why it is unavailable, e.g. "no llm worker polls ainode-llm.x:latest"'),
       queue: z.string().describe('The pinned Temporal task queue of the model'),
       nodes: z.array(z.object({ id: z.string(), available: z.boolean(), loaded: z.boolean() })),
-      pollers: z.number().int().optional().describe('Live llm workers polling the queue; absent if unknown'),
+      pollers: z
+        .number()
+        .int()
+        .optional()
+        .describe('llm workers polling the queue (0 means unavailable); absent when Temporal could not be asked'),
       loaded: z.boolean().describe('Loaded in memory on at least one node'),
-      available: z.boolean().describe('Served by at least one reachable node'),
     }),
   ),
   nodes: z.array(
@@ -33,14 +46,18 @@ export const CatalogSchema = z.object({
 registerRoute({
   method: 'get',
   path: '/models',
-  summary: 'The model catalog: models served by the Ollama nodes, with availability and live pollers',
+  summary:
+    'The model catalog: models served by the Ollama nodes, with availability (a reachable node and a live llm ' +
+    'worker), live pollers and compat fields id/name/size/status',
   responses: { 200: { description: 'The catalog', body: CatalogSchema } },
 });
 
 export function modelsRouter(deps: ApiDeps): Router {
   const router = Router();
   router.get('/models', async (_req, res) => {
-    res.json(await deps.catalog.get());
+    // Typed by the schema, so the documented shape and the catalog's cannot drift apart.
+    const body: z.infer<typeof CatalogSchema> = await deps.catalog.get();
+    res.json(body);
   });
   return router;
 }

@@ -1,7 +1,8 @@
 /**
  * One-shot prompts: `POST /prompts` starts a durable `promptWorkflow` (one llm activity on the model's pinned
- * queue) and answers 202 at once; `GET /prompts/:id` reports its status and result. An `Idempotency-Key`
- * maps to a deterministic workflow id per tenant, so a retried POST returns the same prompt.
+ * queue) and answers 202 at once; `GET /prompts/:id` reports its status and result; `POST /prompts/:id/cancel`
+ * stops it (and the generation on its node). An `Idempotency-Key` maps to a deterministic workflow id per
+ * tenant, so a retried POST returns the same prompt. `options.num_predict` is bounded (LLM_NUM_PREDICT).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { Router, type Request } from 'express';
@@ -9,6 +10,8 @@ import { z } from 'zod';
 import { defineSearchAttributeKey, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
+import { requireModel } from '../model-check';
+import { numPredictProblem } from '../../common/llm-bounds';
 import { ChatMessageSchema, LlmOptionsSchema, SearchAttribute } from '../../common/types';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
@@ -51,6 +54,7 @@ const AcceptedSchema = z.object({
   statusUrl: z.string(),
   webUiUrl: z.string(),
 });
+const CancellingSchema = z.object({ id: z.string(), status: z.literal('cancelling') });
 const StatusSchema = z.object({
   id: z.string(),
   status: z.enum(['running', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out', 'unknown']),
@@ -58,7 +62,16 @@ const StatusSchema = z.object({
   startedAt: z.string().optional(),
   closedAt: z.string().optional(),
   result: z
-    .object({ content: z.string(), model: z.string(), nodeId: z.string(), usage: z.record(z.string(), z.number()) })
+    .object({
+      content: z.string(),
+      model: z.string(),
+      nodeId: z.string(),
+      usage: z.record(z.string(), z.number()),
+      doneReason: z
+        .string()
+        .optional()
+        .describe("'stop'; 'length' (num_predict reached) or 'repetition' (a loop was cut off): cut-off answers"),
+    })
     .optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   webUiUrl: z.string(),
@@ -72,7 +85,7 @@ registerRoute({
   headers: { 'Idempotency-Key': 'The same key (per tenant) returns the same prompt instead of starting another' },
   responses: {
     202: { description: 'Started; poll statusUrl', body: AcceptedSchema },
-    400: 'Invalid body, or no node serves the model (model_not_found)',
+    400: 'Invalid body (options.num_predict above the prompt maximum or unbounded), or no node serves the model (model_not_found)',
     409: 'The Idempotency-Key was used with a different body',
   },
 });
@@ -83,6 +96,17 @@ registerRoute({
   params: IdParamsSchema,
   query: WaitQuerySchema,
   responses: { 200: { description: 'The prompt', body: StatusSchema }, 404: 'No such prompt for this tenant' },
+});
+registerRoute({
+  method: 'post',
+  path: '/prompts/:id/cancel',
+  summary: 'Cancel a running prompt (its generation on the node is aborted)',
+  params: IdParamsSchema,
+  responses: {
+    202: { description: 'Cancelling; GET /prompts/:id reports cancelled', body: CancellingSchema },
+    404: 'No such prompt for this tenant',
+    409: 'The prompt already finished',
+  },
 });
 
 const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
@@ -110,12 +134,18 @@ export function promptsRouter(deps: ApiDeps): Router {
   router.post('/prompts', async (req, res) => {
     const tenant = tenantOf(req);
     const body = parse(PromptBodySchema, req.body, 'body');
+    // The schema (shared with other callers) allows Ollama's whole range; a prompt may not run unbounded.
+    const numPredict = numPredictProblem('prompt', body.options?.num_predict, config.LLM_NUM_PREDICT);
+    if (numPredict) {
+      const field = 'body.options.num_predict';
+      throw new HttpError(400, 'invalid_request', `${field}: ${numPredict}`, {
+        issues: [{ field, reason: numPredict }],
+      });
+    }
     const idemKey = parse(IdempotencyKeySchema, req.get('idempotency-key'), 'headers');
     const modelId = normalizeModel(body.modelId);
     // Reject before any workflow starts: the workflow would fail fast too, but a 400 is clearer.
-    if (!(await catalog.hasModel(modelId))) {
-      throw new HttpError(400, 'model_not_found', `No available node serves model "${modelId}" (see GET /models)`);
-    }
+    await requireModel(catalog, modelId);
     const requestHash = sha256(JSON.stringify(body));
     const id = idemKey ? `prompt-${sha256(`${tenant}\n${idemKey}`).slice(0, 32)}` : `prompt-${randomUUID()}`;
     try {
@@ -167,11 +197,24 @@ export function promptsRouter(deps: ApiDeps): Router {
       try {
         const r = await handle.result();
         out.result = { content: r.content, model: r.model, nodeId: r.nodeId, usage: { ...r.usage } };
+        if (r.doneReason) out.result.doneReason = r.doneReason;
       } catch (err) {
         out.error = describeFailure(err);
       }
     }
     res.json(out);
+  });
+
+  router.post('/prompts/:id/cancel', async (req: Request, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const handle = temporal.workflow.getHandle<typeof promptWorkflow>(id);
+    const desc = await handle.describe();
+    assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Prompt');
+    const status = STATUS[desc.status.name] ?? 'unknown';
+    if (status !== 'running') throw new HttpError(409, 'conflict', `Prompt ${id} already ${status}`);
+    // The workflow cancels its llm activity, whose next heartbeat tells it to abort the Ollama stream.
+    await handle.cancel();
+    res.status(202).json({ id, status: 'cancelling' });
   });
 
   return router;

@@ -3,7 +3,17 @@
  * Shared by the dev supervisor (`npm start`), the test runner (`npm test`), test helpers and benchmarks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ROOT, type Toolchain } from './toolchain';
@@ -150,7 +160,10 @@ export async function startMoto(
   return service('moto', opts.port, url, proc);
 }
 
-/** One `ollama serve` = one "GPU node". `modelsDir` decides which models it serves. */
+/**
+ * One `ollama serve` = one "GPU node". `modelsDir` decides which models it serves. OLLAMA_NOPRUNE: at start
+ * Ollama deletes the blobs no manifest of its own dir uses; a node with a subset of a shared cache must not.
+ */
 export async function startOllama(
   tc: Toolchain,
   opts: { port: number; modelsDir?: string; numParallel?: number; logFile: string; echo?: boolean; name?: string },
@@ -164,9 +177,77 @@ export async function startOllama(
       OLLAMA_NUM_PARALLEL: String(opts.numParallel ?? 4),
       OLLAMA_KEEP_ALIVE: '24h',
       OLLAMA_MAX_LOADED_MODELS: '2',
+      OLLAMA_NOPRUNE: '1',
     },
   });
   const url = `http://127.0.0.1:${opts.port}`;
   await waitFor('ollama', () => httpOk(`${url}/api/version`), 60_000);
   return service(opts.name ?? 'ollama', opts.port, url, proc);
+}
+
+/** Where Ollama keeps a model's manifest: `gemma3:270m` → manifests/registry.ollama.ai/library/gemma3/270m. */
+export function manifestPath(modelsDir: string, model: string): string {
+  const colon = model.lastIndexOf(':');
+  const [name, tag] =
+    colon > model.lastIndexOf('/') ? [model.slice(0, colon), model.slice(colon + 1)] : [model, 'latest'];
+  const parts = name.split('/');
+  const full =
+    parts.length >= 3
+      ? parts
+      : parts.length === 2
+        ? ['registry.ollama.ai', ...parts]
+        : ['registry.ollama.ai', 'library', name];
+  return path.join(modelsDir, 'manifests', ...full, tag);
+}
+
+function isLink(file: string): boolean {
+  try {
+    return lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/** The blob digests a manifest file names (config + layers), as blob file names (`sha256-…`). */
+function blobsOf(manifestFile: string): string[] {
+  const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as {
+    config?: { digest?: string };
+    layers?: { digest?: string }[];
+  };
+  return [m.config, ...(m.layers ?? [])].flatMap((l) => (l?.digest ? [l.digest.replace(':', '-')] : []));
+}
+
+/**
+ * Makes `nodeDir` an OLLAMA_MODELS dir that serves exactly `models` from the shared cache `sharedDir`, without
+ * copying gigabytes: each model's manifest is copied, and each blob it uses is a symlink to the cache's file (one
+ * link per blob, not a linked blobs dir, so an `ollama rm` on this node removes its own links and never the
+ * cache's files). Models placed here earlier and no longer listed are removed; models created on the node by
+ * hand (`ollama create`, `/api/copy`) are left alone. Returns the models the cache does not have.
+ */
+export function prepareNodeModelsDir(sharedDir: string, nodeDir: string, models: string[]): { missing: string[] } {
+  const stateFile = path.join(nodeDir, '.ainode-managed.json');
+  const before: string[] = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as string[]) : [];
+  mkdirSync(path.join(nodeDir, 'blobs'), { recursive: true });
+  for (const old of before.filter((m) => !models.includes(m))) rmSync(manifestPath(nodeDir, old), { force: true });
+  const missing: string[] = [];
+  const placed: string[] = [];
+  for (const model of models) {
+    const src = manifestPath(sharedDir, model);
+    if (!existsSync(src)) {
+      missing.push(model);
+      continue;
+    }
+    const dst = manifestPath(nodeDir, model);
+    mkdirSync(path.dirname(dst), { recursive: true });
+    copyFileSync(src, dst);
+    for (const blob of blobsOf(src)) {
+      const link = path.join(nodeDir, 'blobs', blob);
+      const target = path.join(sharedDir, 'blobs', blob);
+      if (isLink(link) && !existsSync(link)) rmSync(link); // dangling: the cache moved
+      if (!isLink(link) && !existsSync(link)) symlinkSync(target, link);
+    }
+    placed.push(model);
+  }
+  writeFileSync(stateFile, JSON.stringify(placed) + '\n');
+  return { missing };
 }

@@ -121,6 +121,44 @@ export async function ensureModel(url: string, model: string, pullTimeoutMs = 60
   return 'pulled';
 }
 
+/**
+ * Which models each local Ollama node of the dev stack serves. `spec` is OLLAMA_NODE_MODELS,
+ * `node-1=smollm2:135m;node-2=gemma3:270m+smollm2:135m` (`*` = every model of the toolchain); a node it does not
+ * name gets the default: with one node, every model; with more, the first node the default model only and the
+ * others every model, so one model is pinned to some nodes and the default spread over all of them.
+ */
+export function nodeModels(
+  nodeIds: string[],
+  spec: string | undefined,
+  toolchain: { models: string[]; defaultModel: string },
+): Map<string, string[]> {
+  const norm = (m: string) => (m.includes(':') ? m : `${m}:latest`);
+  const all = [...new Set([toolchain.defaultModel, ...toolchain.models].filter(Boolean).map(norm))];
+  const given = new Map<string, string[]>();
+  for (const part of (spec ?? '')
+    .split(';')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new Error(`OLLAMA_NODE_MODELS: "${part}" is not node-id=model+model`);
+    const id = part.slice(0, eq).trim();
+    if (!nodeIds.includes(id))
+      throw new Error(`OLLAMA_NODE_MODELS names ${id}, which is not in OLLAMA_NODES (${nodeIds.join(', ')})`);
+    const models = part
+      .slice(eq + 1)
+      .split(/[+,]/)
+      .map((m) => m.trim())
+      .filter(Boolean);
+    given.set(id, [...new Set(models.flatMap((m) => (m === '*' ? all : [norm(m)])))]);
+  }
+  const out = new Map<string, string[]>();
+  nodeIds.forEach((id, i) => {
+    const fallback = nodeIds.length > 1 && i === 0 ? all.slice(0, 1) : all;
+    out.set(id, given.get(id) ?? fallback);
+  });
+  return out;
+}
+
 /** Whether the Docker engine answers; the server version, or the reason it does not. */
 export async function dockerInfo(): Promise<{ ok: true; version: string } | { ok: false; error: string }> {
   try {

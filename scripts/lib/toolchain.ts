@@ -9,6 +9,8 @@ export interface Toolchain {
   motoServer: string;
   ollamaModels: string;
   defaultModel: string;
+  /** Every model setup placed in `ollamaModels` (older toolchain files lack it: then only defaultModel). */
+  models?: string[];
   runtimeImage: string;
   terraform: string;
   ggufDir: string;
@@ -16,6 +18,11 @@ export interface Toolchain {
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const STATE_DIR = path.join(ROOT, '.ainode');
+
+/** The models the toolchain provides: `models`, or just the default model for a toolchain file without it. */
+export function toolchainModels(tc: Pick<Toolchain, 'models' | 'defaultModel'>): string[] {
+  return tc.models?.length ? tc.models : tc.defaultModel ? [tc.defaultModel] : [];
+}
 
 export function readToolchain(): Toolchain {
   const file = path.join(STATE_DIR, 'toolchain.json');

@@ -1,6 +1,8 @@
 /**
  * The API against real components: a Temporal dev server, the moto emulator, the real Ollama node with the
  * real small model, and in-process orchestrator + llm workers. POST /prompts → 202 → GET /prompts/:id.
+ * A second, scripted node (streaming fake Ollama) serves FAKE_MODEL where a test must see the stream itself:
+ * cancel aborts it, a cut-off answer reports its doneReason.
  */
 import request from 'supertest';
 import pino from 'pino';
@@ -16,6 +18,8 @@ import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { SearchAttribute } from '../../common/types';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { startFakeOllama } from '../helpers/fake-ollama';
+import { startStreamingOllama, type StreamingOllama } from '../helpers/streaming-ollama';
+import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
 
 jest.setTimeout(180_000);
 
@@ -31,10 +35,22 @@ let running: Promise<unknown>;
 let app: Express;
 let stoppedNodeUrl: string;
 let startCalls = 0;
+let streaming: StreamingOllama;
+const FAKE_MODEL = 'stream-fake:1b';
+/** Distinct words, one every 20 ms, never ending and never a loop: only a cancel stops it. */
+function* endless(): Generator<string> {
+  for (let i = 0; ; i++) yield ` word${i}`;
+}
 
 beforeAll(async () => {
   env = await createTemporalEnv();
-  const config = testConfig({ API_KEYS: `${KEY_A}:tenant-a,${KEY_B}:tenant-b`, S3_BUCKET: uid('api') });
+  streaming = await startStreamingOllama({ models: [FAKE_MODEL], reply: () => ({ pieces: endless(), delayMs: 20 }) });
+  const config = testConfig({
+    API_KEYS: `${KEY_A}:tenant-a,${KEY_B}:tenant-b`,
+    S3_BUCKET: uid('api'),
+    // The orchestrator's model check and the API's catalog both see the scripted node.
+    OLLAMA_NODES: `node-1=${process.env.AINODE_TEST_OLLAMA_URL},stream-node=${streaming.url}`,
+  });
   storage = createStorage(config);
   await ensureStorage(storage);
 
@@ -51,7 +67,12 @@ beforeAll(async () => {
     overrides: { workflowsPath: require.resolve('../../workflows/prompt-workflow') },
   });
   const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
-  workers = [orchestrator, ...llm];
+  const fakeLlm = await createLlmWorkers({
+    connection: env.nativeConnection,
+    config: { ...config, OLLAMA_URL: streaming.url, NODE_ID: 'stream-node' },
+    waitForNodeMs: 10_000,
+  });
+  workers = [orchestrator, ...llm, ...fakeLlm];
   running = Promise.all(workers.map((w) => w.run()));
 
   // Count every workflow start the API makes, to prove rejected requests start nothing.
@@ -75,6 +96,7 @@ afterAll(async () => {
   for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
   await running?.catch(() => undefined);
   await env?.teardown();
+  await streaming?.close();
   storage?.close();
 });
 
@@ -207,6 +229,107 @@ describe('POST /prompts → GET /prompts/:id', () => {
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('model_not_found');
     expect(startCalls).toBe(before);
+  });
+});
+
+describe('bounded prompts', () => {
+  it('refuses num_predict above the prompt maximum, or unbounded, with a 400 naming the field', async () => {
+    const before = startCalls;
+    const { max } = DEFAULT_NUM_PREDICT.prompt;
+    for (const [numPredict, why] of [
+      [max + 1, `at most ${max}`],
+      [32_768, `at most ${max}`],
+      [-1, 'unbounded generation is not allowed'],
+      [-2, 'unbounded generation is not allowed'],
+      [0, 'unbounded generation is not allowed'],
+    ] as const) {
+      const res = await request(app)
+        .post('/prompts')
+        .set(auth(KEY_A))
+        .send({ modelId: services.model, prompt: 'Tell me everything.', options: { num_predict: numPredict } });
+      expect({ numPredict, status: res.status, code: res.body.error?.code }).toEqual({
+        numPredict,
+        status: 400,
+        code: 'invalid_request',
+      });
+      expect(res.body.error.message).toMatch(/^body\.options\.num_predict: /);
+      expect(res.body.error.message).toContain(why);
+      expect(res.body.error.details.issues[0].field).toBe('body.options.num_predict');
+    }
+    expect(startCalls).toBe(before);
+  });
+
+  it('reports an answer cut at num_predict as completed, with doneReason length', async () => {
+    streaming.setReply(() => ({ pieces: ['One', ' two', ' three'], doneReason: 'length' }));
+    try {
+      const accepted = await request(app)
+        .post('/prompts')
+        .set(auth(KEY_A))
+        .send({ modelId: FAKE_MODEL, prompt: 'Count.', options: { num_predict: 3 } });
+      expect(accepted.status).toBe(202);
+      const done = await waitForPrompt(accepted.body.id);
+      expect(done.body.status).toBe('completed');
+      expect(done.body.result).toMatchObject({ content: 'One two three', doneReason: 'length' });
+      // The activity ran with the caller's bound.
+      expect(streaming.requests.at(-1)!.options?.num_predict).toBe(3);
+    } finally {
+      streaming.setReply(() => ({ pieces: endless(), delayMs: 20 }));
+    }
+  });
+});
+
+describe('POST /prompts/:id/cancel', () => {
+  it('cancels a running prompt: the Ollama stream is aborted and GET reports cancelled', async () => {
+    const accepted = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .send({ modelId: FAKE_MODEL, prompt: 'Go on forever.' });
+    expect(accepted.status).toBe(202);
+    const { id } = accepted.body;
+    // The activity is streaming: the node is generating.
+    const generationOf = () => streaming.requests.find((r) => r.body.prompt === 'Go on forever.');
+    while ((generationOf()?.sent ?? 0) < 3) {
+      const res = await request(app).get(`/prompts/${id}`).set(auth(KEY_A));
+      expect(res.body.status).toBe('running');
+      await sleep(50);
+    }
+    const generation = generationOf()!;
+    // No num_predict given: the prompt kind's default.
+    expect(generation.options?.num_predict).toBe(DEFAULT_NUM_PREDICT.prompt.default);
+
+    // Another tenant's key cannot cancel it (nor learn that it exists).
+    const foreign = await request(app).post(`/prompts/${id}/cancel`).set(auth(KEY_B));
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.error.code).toBe('not_found');
+
+    const cancel = await request(app).post(`/prompts/${id}/cancel`).set(auth(KEY_A));
+    expect(cancel.status).toBe(202);
+    expect(cancel.body).toEqual({ id, status: 'cancelling' });
+
+    const done = await waitForPrompt(id);
+    expect(done.body.status).toBe('cancelled');
+    expect(done.body.result).toBeUndefined();
+    // The cancel reached the activity (with its next heartbeat), which closed the stream: Ollama stops.
+    await generation.ended;
+    expect(generation.aborted).toBe(true);
+    expect(generation.finished).toBe(false);
+    const sentAtEnd = generation.sent;
+    await sleep(200);
+    expect(generation.sent).toBe(sentAtEnd);
+
+    // Closed: a second cancel is a conflict; an unknown id is a 404.
+    const again = await request(app).post(`/prompts/${id}/cancel`).set(auth(KEY_A));
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('conflict');
+    const missing = await request(app)
+      .post(`/prompts/prompt-${'0'.repeat(8)}-missing/cancel`)
+      .set(auth(KEY_A));
+    expect(missing.status).toBe(404);
+  });
+
+  it('is in the OpenAPI document', async () => {
+    const res = await request(app).get('/openapi.json');
+    expect(Object.keys(res.body.paths['/prompts/{id}/cancel'] ?? {})).toEqual(['post']);
   });
 });
 

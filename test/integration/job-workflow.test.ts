@@ -26,6 +26,7 @@ import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { buildZip } from '../fixtures/jobs/zips';
+import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
 
 jest.setTimeout(300_000);
 
@@ -252,6 +253,72 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
     expect(report.errors[2]![1]).toContain('model "no-such-model:9b" is not in the catalog');
     expect((await handle.query(jobStatusQuery)).usage.rejectedCalls).toBe(3);
     expect((await historyLlmUsage(env, jobId)).scheduled).toBe(3);
+  });
+
+  it('refuses num_predict above the job maximum or unbounded, naming the max; other calls run bounded', async () => {
+    const script = [
+      'import json, ai_client',
+      'errors = []',
+      'for n in (-1, 0, 301, 99999):',
+      '    try:',
+      '        ai_client.generate("too long", num_predict=n)',
+      '    except ai_client.AiClientError as e:',
+      '        errors.append([e.code, str(e)])',
+      'reply = ai_client.generate("no bound given")',
+      'print(json.dumps({"errors": errors, "reply": reply}))',
+      '',
+    ].join('\n');
+    const before = fake.requests.length;
+    // The API puts config LLM_NUM_PREDICT's job max here.
+    const { handle } = await startJob(script, { model: FAKE_MODEL, limits: { maxNumPredict: 300 } });
+    const result = await handle.result();
+    expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 'succeeded', stderr: '' });
+    const out = JSON.parse(result.stdout.trim()) as { errors: [string, string][]; reply: string };
+    const unbounded = 'num_predict must be an integer from 1 to 300 (unbounded generation is not allowed)';
+    const tooMany = 'num_predict must be at most 300 for job calls (LLM_NUM_PREDICT)';
+    expect(out.errors).toEqual([
+      ['invalid_request', unbounded],
+      ['invalid_request', unbounded],
+      ['invalid_request', tooMany],
+      ['invalid_request', tooMany],
+    ]);
+    expect(out.reply).toBe('reply to no bound given');
+    expect(result.calls).toBe(1);
+    expect((await handle.query(jobStatusQuery)).usage.rejectedCalls).toBe(4);
+    // Refused calls never reach a node; the call without a bound ran with the job kind's default.
+    const reached = fake.requests.slice(before);
+    expect(reached.map((r) => r.messages.at(-1)!.content)).toEqual(['no bound given']);
+    expect(reached[0]!.options?.num_predict).toBe(DEFAULT_NUM_PREDICT.job.default);
+  });
+
+  it('counts a running call in the live status (callsInFlight) until it finishes', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    fake.setScript(async (r) => {
+      const content = r.messages.at(-1)!.content;
+      if (content === 'hold me') await held;
+      return `reply to ${content}`;
+    });
+    try {
+      const { handle } = await startJob('import ai_client\nprint(ai_client.generate("hold me"))\n', {
+        model: FAKE_MODEL,
+      });
+      let live = await handle.query(jobStatusQuery);
+      while (live.usage.callsInFlight !== 1) {
+        expect(live.phase).toBe('running');
+        await new Promise((r) => setTimeout(r, 100));
+        live = await handle.query(jobStatusQuery);
+      }
+      expect(live.usage.calls).toBe(0);
+      release();
+      const result = await handle.result();
+      expect(result.status).toBe('succeeded');
+      expect(result.calls).toBe(1);
+      expect((await handle.query(jobStatusQuery)).usage).toMatchObject({ calls: 1, callsInFlight: 0 });
+    } finally {
+      release();
+      fake.setScript((r) => `reply to ${r.messages.at(-1)!.content}`);
+    }
   });
 
   it('fails the job with the stderr tail on a non-zero exit', async () => {

@@ -1,19 +1,19 @@
 /**
  * Pinning: two Ollama nodes serving different models, each with its own llm workers. Every call for a model
  * must be answered by the node that serves it (never the other one, which would have to load it).
- * Node 1 is the node `npm test` started (gemma3:270m); node 2 is started here with its own models dir and a
- * second model name created from the same GGUF.
+ * Both nodes are private `ollama serve`s set up like the dev stack's (scripts/lib/services.ts
+ * prepareNodeModelsDir: their own models dir, blobs linked from the shared cache): node 1 serves the suite's
+ * model; node 2 serves only a second name for the same weights (`/api/copy`, then the original removed from node
+ * 2), so each model lives on exactly one node whatever else the shared cache holds.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { llmQueue, nodeQueue } from '../../common/task-queues';
-import { freePort, startOllama, type Service } from '../../scripts/lib/services';
-import { ROOT, type Toolchain } from '../../scripts/lib/toolchain';
+import { llmQueue, nodeQueue, normalizeModel } from '../../common/task-queues';
+import { freePort, prepareNodeModelsDir, startOllama, type Service } from '../../scripts/lib/services';
+import type { Toolchain } from '../../scripts/lib/toolchain';
 import { createLlmWorkers } from '../../workers/llm';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
@@ -22,33 +22,37 @@ import { createModelCheckActivities } from '../../activities/llm/model-check';
 
 jest.setTimeout(600_000);
 
-const MODEL_A = services.model;
-const MODEL_B = 'gemma3-b:270m';
+const MODEL_A = normalizeModel(services.model);
+const MODEL_B = 'pinned-b:latest';
 const PER_MODEL = 3;
 
-/** A second `ollama serve` whose only model is MODEL_B, built from the suite's GGUF. */
-async function startSecondNode(dir: string): Promise<Service> {
-  const node = await startOllama({ ollama: services.ollamaBin } as Toolchain, {
+async function ollama(url: string, route: string, body: unknown, method = 'POST'): Promise<void> {
+  const res = await fetch(`${url}${route}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${route} answered ${res.status}: ${text}`);
+}
+
+/** A private node serving MODEL_A from the shared cache (node 2 then renames it). */
+async function startNode(dir: string, name: string): Promise<Service> {
+  const modelsDir = path.join(dir, name);
+  const { missing } = prepareNodeModelsDir(services.ollamaModels, modelsDir, [MODEL_A]);
+  if (missing.length) throw new Error(`${MODEL_A} is not in ${services.ollamaModels}`);
+  return startOllama({ ollama: services.ollamaBin } as Toolchain, {
     port: await freePort(),
-    modelsDir: path.join(dir, 'models'),
+    modelsDir,
     numParallel: 2,
-    logFile: path.join(dir, 'ollama.log'),
-    name: 'ollama-2',
+    logFile: path.join(dir, `${name}.log`),
+    name,
   });
-  // The repo's Gemma 3 recipe (chat template + stop token) with FROM pointing at the GGUF.
-  const gguf = path.join(services.ggufDir, 'gemma-3-270m-q4_k_m.gguf');
-  const recipe = readFileSync(path.join(ROOT, 'scripts', 'assets', 'gemma3.Modelfile.tmpl'), 'utf8');
-  const modelfile = path.join(dir, 'Modelfile');
-  writeFileSync(modelfile, recipe.replace('__GGUF__', gguf));
-  await promisify(execFile)(services.ollamaBin, ['create', MODEL_B, '-f', modelfile], {
-    env: { ...process.env, OLLAMA_HOST: node.url.replace(/^http:\/\//, '') },
-    timeout: 180_000,
-  });
-  return node;
 }
 
 describe('pinned model queues across two nodes', () => {
   let env: TestWorkflowEnvironment;
+  let node1: Service | undefined;
   let node2: Service | undefined;
   let dir: string;
   let workers: Worker[] = [];
@@ -57,11 +61,13 @@ describe('pinned model queues across two nodes', () => {
   const queuesOf = (ws: Worker[]) => ws.map((w) => w.options.taskQueue).sort();
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'ainode-node2-'));
-    [env, node2] = await Promise.all([createTemporalEnv(), startSecondNode(dir)]);
+    dir = mkdtempSync(path.join(tmpdir(), 'ainode-pinning-'));
+    [env, node1, node2] = await Promise.all([createTemporalEnv(), startNode(dir, 'node-1'), startNode(dir, 'node-2')]);
+    await ollama(node2.url, '/api/copy', { source: MODEL_A, destination: MODEL_B });
+    await ollama(node2.url, '/api/delete', { model: MODEL_A }, 'DELETE');
     const node1Workers = await createLlmWorkers({
       connection: env.nativeConnection,
-      config: testConfig({ NODE_ID: 'node-1' }),
+      config: testConfig({ NODE_ID: 'node-1', OLLAMA_URL: node1.url, OLLAMA_NUM_PARALLEL: '2' }),
       waitForNodeMs: 30_000,
     });
     const node2Workers = await createLlmWorkers({
@@ -78,7 +84,10 @@ describe('pinned model queues across two nodes', () => {
       workflowsPath: require.resolve('../../workflows/prompt-workflow'),
       activities: createModelCheckActivities({
         catalog: createCatalog({
-          nodes: [...testConfig().OLLAMA_NODES, { id: 'node-2', url: node2.url }],
+          nodes: [
+            { id: 'node-1', url: node1.url },
+            { id: 'node-2', url: node2.url },
+          ],
           nodeTimeoutMs: 2000,
         }),
       }),
@@ -91,7 +100,7 @@ describe('pinned model queues across two nodes', () => {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     await Promise.all(running);
     await env?.teardown();
-    await node2?.stop();
+    await Promise.all([node1?.stop(), node2?.stop()]);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,0 +1,315 @@
+/**
+ * Answer quality with the real models (DESIGN.md "Small models: quality from structure"): a fixed eval of ~30
+ * cases run through the production paths, per model installed by setup.
+ * - Chat: customer questions on the sample shop (product / delivery / general, English and others) through the
+ *   real chatWorkflow (router → data or agent reply → checks). Scored: right agent, router JSON valid on the
+ *   first try, product answers carrying the ontology price, replies that leak instructions (system prompt,
+ *   facts block), reply latency after the debounce window, tokens per turn.
+ * - Designs: the route and plan calls of the agent graph with their production prompts and JSON schemas.
+ *   Scored: JSON valid under the schema on the first try, right route decision.
+ * Nothing is asserted: the rows are the measurement, with the DESIGN.md targets as goals.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createLlmActivities, createOllamaClient } from '../activities/llm';
+import type { LlmActivities } from '../activities/llm/types';
+import { createStorage, ensureStorage } from '../activities/storage/clients';
+import { listOutboxMessages } from '../activities/chat/state';
+import { parseOntology } from '../activities/chat/ontology';
+import { generalSystemPrompt, PROMPT_MARKERS } from '../activities/chat/agents';
+import { findEcho } from '../activities/chat/reply-check';
+import { routerSystemPrompt } from '../activities/chat/router';
+import type { OutboxMessage } from '../activities/channel/types';
+import { CHANNEL, chatWorkflowId, chatWorkflowInput } from '../api/routes/webhooks';
+import { llmQueue, normalizeModel, ORCHESTRATOR_QUEUE } from '../common/task-queues';
+import type { LlmResult } from '../common/types';
+import { createOrchestratorWorker } from '../workers/orchestrator';
+import { chatMessageSignal, type ChatInboundMessage } from '../workflows/definitions';
+import type { chatWorkflow } from '../workflows/chat-workflow';
+import { designEvalCases, runDesignCase } from './quality-design';
+import { ollamaModels } from '../scripts/lib/stack';
+import { round, sleep, summarize, type Bench, type Row } from './lib';
+
+const SHOP = path.join(__dirname, '..', 'test', 'fixtures', 'shop');
+const QUIET_MS = 200;
+
+interface ChatCase {
+  text: string;
+  agent: 'product' | 'delivery' | 'general';
+  /** A product case: the ontology price its answer must carry. */
+  price?: string;
+}
+
+/** The fixed chat eval: every product and delivery fact of the sample shop, and small talk in five languages. */
+export const CHAT_CASES: ChatCase[] = [
+  { text: 'How much is the Linen Shirt?', agent: 'product', price: '39.90' },
+  { text: 'What does the Wool Beanie cost?', agent: 'product', price: '24.50' },
+  { text: 'Price of the Canvas Tote Bag please', agent: 'product', price: '18.00' },
+  { text: 'How much is the leather belt?', agent: 'product', price: '49.00' },
+  { text: 'Is the Wool Beanie in stock?', agent: 'product', price: '24.50' },
+  { text: 'Do you have the Linen Shirt in stock?', agent: 'product', price: '39.90' },
+  { text: 'Which sizes does the Linen Shirt come in?', agent: 'product' },
+  { text: 'What colours is the Wool Beanie available in?', agent: 'product' },
+  { text: 'Can I buy the Leather Belt now?', agent: 'product' },
+  { text: 'What is the Canvas Tote Bag made of?', agent: 'product' },
+  { text: 'How long does delivery take?', agent: 'delivery' },
+  { text: 'How much is shipping?', agent: 'delivery' },
+  { text: 'Do you offer express delivery?', agent: 'delivery' },
+  { text: 'Do you ship to France?', agent: 'delivery' },
+  { text: 'How can I track my order?', agent: 'delivery' },
+  { text: 'How do I return an item?', agent: 'delivery' },
+  { text: 'When will I get my refund?', agent: 'delivery' },
+  { text: 'Is delivery free over 60 EUR?', agent: 'delivery' },
+  { text: 'Hello!', agent: 'general' },
+  { text: 'Thanks a lot, have a nice day', agent: 'general' },
+  { text: 'Who are you?', agent: 'general' },
+  { text: 'I am not happy with your service', agent: 'general' },
+  { text: '안녕하세요', agent: 'general' },
+  { text: '¿Cuánto cuesta la Linen Shirt?', agent: 'product', price: '39.90' },
+];
+
+export const bench: Bench = {
+  name: 'quality',
+  async run(ctx) {
+    try {
+      Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+    } catch {
+      // installed by an earlier bench in this process
+    }
+    const served = await ollamaModels(ctx.ollamaUrl);
+    const wanted = (ctx.tc.models?.length ? ctx.tc.models : [ctx.model]).map(normalizeModel);
+    const models = wanted.filter((m) => served.includes(m));
+    const rows: Row[] = [];
+    for (const m of wanted.filter((w) => !served.includes(w))) {
+      rows.push({ bench: 'quality', metric: `${m}: skipped`, value: NaN, unit: '', note: 'not served by the node' });
+    }
+
+    const ontology = readFileSync(path.join(SHOP, 'ontology.ttl'), 'utf8');
+    const policy = readFileSync(path.join(SHOP, 'delivery-policy.md'), 'utf8');
+    const suffix = Date.now().toString(36);
+    const config = { ...ctx.config, S3_BUCKET: `quality-${suffix}`, DYNAMO_TABLE_PREFIX: `quality-${suffix}-` };
+    const storage = createStorage(config);
+    await ensureStorage(storage);
+    await storage.putObject(`${config.CHAT_SHOP_PREFIX}ontology.ttl`, ontology, 'text/turtle');
+    await storage.putObject(`${config.CHAT_SHOP_PREFIX}delivery-policy.md`, policy, 'text/markdown');
+
+    const connection = await NativeConnection.connect({ address: ctx.temporalAddress });
+    const clientConnection = await Connection.connect({ address: ctx.temporalAddress });
+    const client = new Client({ connection: clientConnection });
+    // Every LLM result by the workflow that asked (its `purpose` names the chat), for tokens per turn.
+    const usageByChat = new Map<string, number>();
+    const base = createLlmActivities({
+      ollama: createOllamaClient(ctx.ollamaUrl),
+      nodeId: 'node-1',
+      numCtx: ctx.config.LLM_NUM_CTX,
+      callTimeoutMs: ctx.config.LLM_CALL_TIMEOUT_MS,
+      keepAlive: '24h',
+      numPredict: ctx.config.LLM_NUM_PREDICT,
+    });
+    const metered: LlmActivities = {
+      ...base,
+      async llmChat(input) {
+        const res: LlmResult = await base.llmChat(input);
+        const chatId = /chat (\S+?):/.exec(input.purpose ?? '')?.[1];
+        if (chatId) usageByChat.set(chatId, (usageByChat.get(chatId) ?? 0) + res.usage.totalTokens);
+        return res;
+      },
+    };
+    const workers = [
+      await createOrchestratorWorker({ connection, config, storage }),
+      ...models.map((m) =>
+        Worker.create({
+          connection,
+          taskQueue: llmQueue(m),
+          activities: metered,
+          maxConcurrentActivityTaskExecutions: 4,
+        }),
+      ),
+    ];
+    const ready = await Promise.all(workers);
+    const running = Promise.all(ready.map((w) => w.run()));
+
+    try {
+      const products = parseOntology(ontology);
+      const prompts = [
+        generalSystemPrompt(),
+        routerSystemPrompt(
+          products.map((p) => p.name),
+          ['price', 'other'],
+        ),
+      ];
+      for (const model of models) {
+        if (ctx.signal.aborted) break;
+        ctx.log(`quality: ${model}: ${CHAT_CASES.length} chat cases`);
+        const results: { c: ChatCase; reply: OutboxMessage; latencyMs: number; tokens: number }[] = [];
+        for (const c of CHAT_CASES) {
+          if (ctx.signal.aborted) break;
+          const chatId = `q-${suffix}-${results.length}-${model.replace(/\W/g, '')}`;
+          const sent = Date.now();
+          const msg: ChatInboundMessage = { id: `m-${chatId}`, text: c.text, personType: 'user', createdAt: sent };
+          await client.workflow.signalWithStart<typeof chatWorkflow, [ChatInboundMessage]>('chatWorkflow', {
+            workflowId: chatWorkflowId(CHANNEL, chatId),
+            taskQueue: ORCHESTRATOR_QUEUE,
+            args: [
+              chatWorkflowInput({ ...config, DEFAULT_MODEL: model }, chatId, { quietMs: QUIET_MS, maxWaitMs: 1000 }),
+            ],
+            signal: chatMessageSignal,
+            signalArgs: [msg],
+          });
+          const reply = await waitForReply(storage, chatId, 300_000);
+          results.push({ c, reply, latencyMs: Date.now() - sent - QUIET_MS, tokens: usageByChat.get(chatId) ?? 0 });
+        }
+        rows.push(...scoreChat(model, results, products, prompts));
+
+        ctx.log(`quality: ${model}: ${designEvalCases.length} design route/plan cases`);
+        const design = [];
+        for (const dc of designEvalCases) {
+          if (ctx.signal.aborted) break;
+          design.push(await runDesignCase(base, model, dc));
+        }
+        const n = design.length;
+        const pct = (k: number) => (n ? round((100 * k) / n, 1) : NaN);
+        const routeCases = design.filter((d) => d.routeValid !== undefined);
+        const planCases = design.filter((d) => d.planValid !== undefined);
+        rows.push(
+          {
+            bench: 'quality',
+            metric: `${model}: design route JSON valid (first try)`,
+            value: routeCases.length
+              ? round((100 * routeCases.filter((d) => d.routeValid).length) / routeCases.length, 1)
+              : NaN,
+            unit: '%',
+            goal: '≥ 95%',
+            pass:
+              routeCases.every((d) => d.routeValid) ||
+              routeCases.filter((d) => d.routeValid).length / routeCases.length >= 0.95,
+            note: `n=${routeCases.length}`,
+          },
+          {
+            bench: 'quality',
+            metric: `${model}: design route decision right`,
+            value: pct(design.filter((d) => d.routeRight).length),
+            unit: '%',
+            goal: '≥ 90%',
+            pass: design.filter((d) => d.routeRight).length / Math.max(1, n) >= 0.9,
+            note: `n=${n}; with the keyword fallback: ${pct(design.filter((d) => d.routeRightAfterFallback).length)}%`,
+          },
+          {
+            bench: 'quality',
+            metric: `${model}: design plan JSON valid (first try)`,
+            value: planCases.length
+              ? round((100 * planCases.filter((d) => d.planValid).length) / planCases.length, 1)
+              : NaN,
+            unit: '%',
+            goal: '≥ 95%',
+            pass: planCases.filter((d) => d.planValid).length / Math.max(1, planCases.length) >= 0.95,
+            note: `n=${planCases.length}; p50 ${round(summarize(design.map((d) => d.ms)).p50, 0)} ms per case`,
+          },
+        );
+      }
+    } finally {
+      for (const w of ready) if (w.getState() === 'RUNNING') w.shutdown();
+      await running.catch(() => undefined);
+      await connection.close();
+      await clientConnection.close();
+      storage.close();
+    }
+    return rows;
+  },
+};
+
+async function waitForReply(
+  storage: ReturnType<typeof createStorage>,
+  chatId: string,
+  timeoutMs: number,
+): Promise<OutboxMessage> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    const replies = await listOutboxMessages(storage, CHANNEL, chatId, { limit: 1 });
+    if (replies[0]) return replies[0];
+    await sleep(50);
+  }
+  throw new Error(`no reply in chat ${chatId} within ${timeoutMs} ms`);
+}
+
+function scoreChat(
+  model: string,
+  results: { c: ChatCase; reply: OutboxMessage; latencyMs: number; tokens: number }[],
+  products: ReturnType<typeof parseOntology>,
+  prompts: string[],
+): Row[] {
+  const n = results.length;
+  const pct = (k: number) => (n ? round((100 * k) / n, 1) : NaN);
+  const routed = results.filter((r) => r.reply.agent === r.c.agent).length;
+  const validFirst = results.filter((r) => r.reply.meta?.path === 'model').length;
+  const validAfterRepair = results.filter((r) => r.reply.meta?.path !== 'fallback').length;
+  const priced = results.filter((r) => r.c.price);
+  const withPrice = priced.filter((r) => r.reply.text.includes(r.c.price!)).length;
+  const allowed = new Set(products.map((p) => p.price));
+  const leaks = results.filter(
+    (r) => PROMPT_MARKERS.some((m) => r.reply.text.includes(m)) || findEcho(r.reply.text, prompts, []) !== undefined,
+  ).length;
+  const wrongPrice = results.filter((r) =>
+    [...r.reply.text.matchAll(/(\d+[.,]\d{2})\s?(?:EUR|€)/g)].some((m) => !allowed.has(m[1]!.replace(',', '.'))),
+  ).length;
+  const lat = summarize(results.map((r) => r.latencyMs));
+  const tokens = summarize(results.map((r) => r.tokens));
+  const replaced = results.filter((r) => r.reply.meta?.replaced).length;
+  const byWriter = (w: string) => results.filter((r) => r.reply.meta?.writer === w).length;
+  return [
+    {
+      bench: 'quality',
+      metric: `${model}: chat right agent`,
+      value: pct(routed),
+      unit: '%',
+      goal: '≥ 90%',
+      pass: routed / Math.max(1, n) >= 0.9,
+      note: `n=${n}; misrouted: ${results
+        .filter((r) => r.reply.agent !== r.c.agent)
+        .map((r) => `"${r.c.text}"→${r.reply.agent}`)
+        .join(', ')}`,
+    },
+    {
+      bench: 'quality',
+      metric: `${model}: chat router JSON valid (first try)`,
+      value: pct(validFirst),
+      unit: '%',
+      goal: '≥ 95%',
+      pass: validFirst / Math.max(1, n) >= 0.95,
+      note: `after one repair: ${pct(validAfterRepair)}%; keyword fallback used ${n - validAfterRepair}×`,
+    },
+    {
+      bench: 'quality',
+      metric: `${model}: product answers carrying the ontology price`,
+      value: priced.length ? round((100 * withPrice) / priced.length, 1) : NaN,
+      unit: '%',
+      goal: '100%',
+      pass: withPrice === priced.length,
+      note: `n=${priced.length}; replies stating a price not in the data: ${wrongPrice}`,
+    },
+    {
+      bench: 'quality',
+      metric: `${model}: replies leaking instructions`,
+      value: pct(leaks),
+      unit: '%',
+      goal: '0%',
+      pass: leaks === 0,
+      note: `writers: data ${byWriter('data')}, model ${byWriter('model')}, fallback ${byWriter('fallback')}; model drafts replaced by the checks: ${replaced}`,
+    },
+    {
+      bench: 'quality',
+      metric: `${model}: chat reply after the quiet window p50 / p95`,
+      value: round(lat.p50, 0),
+      unit: 'ms',
+      note: `p95 ${round(lat.p95, 0)} ms (n=${lat.n}; includes the LLM calls on CPU)`,
+    },
+    {
+      bench: 'quality',
+      metric: `${model}: tokens per chat turn p50 / p95`,
+      value: tokens.p50,
+      unit: 'tokens',
+      note: `p95 ${tokens.p95}`,
+    },
+  ];
+}
