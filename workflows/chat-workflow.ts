@@ -38,7 +38,7 @@ import {
   type ChatInboundMessage,
   type ChatStatus,
 } from './definitions';
-import { STORAGE, llmActivities } from './policies';
+import { LLM_CALL, STORAGE, llmActivities } from './policies';
 
 export interface ChatWorkflowInput {
   channel: string;
@@ -286,14 +286,23 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
     let draft: { text: string; doneReason?: string } | undefined;
     if (choice.agent === 'general') {
       // Only the general agent writes free text; product and delivery facts are written from the data.
-      const res = await llmActivities(input.model, { summary: `chat ${input.chatId}: general agent` }).llmChat({
-        model: input.model,
-        messages: plan.general,
-        options: { temperature: 0.3, num_predict: GENERAL_NUM_PREDICT },
-        kind: 'chat.agent',
-        purpose: `chat ${input.chatId}: general agent`,
-      });
-      draft = { text: res.content, doneReason: res.doneReason };
+      try {
+        const res = await llmActivities(input.model, {
+          summary: `chat ${input.chatId}: general agent`,
+          ...AGENT_CALL,
+        }).llmChat({
+          model: input.model,
+          messages: plan.general,
+          options: { temperature: 0.3, num_predict: GENERAL_NUM_PREDICT },
+          kind: 'chat.agent',
+          purpose: `chat ${input.chatId}: general agent`,
+        });
+        draft = { text: res.content, doneReason: res.doneReason };
+      } catch (err) {
+        // No draft: the reply check turns an empty draft into the polite fixed line in the customer's language.
+        log.warn('general agent call failed: polite fallback', { error: failureMessage(err) });
+        draft = { text: '', doneReason: 'error' };
+      }
     }
     const reply = await chat.composeChatReply.executeWithOptions(
       { summary: `reply: ${choice.agent} · ${choice.product} · ${choice.intent} (router: ${path})` },
@@ -325,7 +334,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
   async function choose(plan: ChatTurnPlan): Promise<{ choice: ChatChoice; path: ChatPath }> {
     const call = (messages: ChatMessage[], what: string) =>
       // The summary is what the Web UI shows on the activity.
-      llmActivities(input.model, { summary: `chat ${input.chatId}: ${what}` }).llmChat({
+      llmActivities(input.model, { summary: `chat ${input.chatId}: ${what}`, ...ROUTE_CALL }).llmChat({
         model: input.model,
         messages,
         format: plan.router.format,
@@ -333,18 +342,34 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
         kind: 'chat.route',
         purpose: `chat ${input.chatId}: ${what}`,
       });
-    const first = await call(plan.router.messages, 'route');
+    // A router call that fails for good (node down, timed out twice) costs the customer nothing but the model's
+    // pick: the keywords answer instead, and the turn goes on.
+    const fallback = (err: unknown) => {
+      log.warn('router call failed: keyword fallback', { error: failureMessage(err), fallback: plan.fallback });
+      return { choice: plan.fallback, path: 'fallback' as const };
+    };
+    let first;
+    try {
+      first = await call(plan.router.messages, 'route');
+    } catch (err) {
+      return fallback(err);
+    }
     const parsed = parseChoice(first.content, plan.router);
     if ('choice' in parsed) return { choice: parsed.choice, path: 'model' };
     log.warn('router output invalid: asking once more', { error: parsed.error, content: first.content.slice(0, 200) });
-    const second = await call(
-      [
-        ...plan.router.messages,
-        { role: 'assistant', content: first.content.slice(0, 500) },
-        { role: 'user', content: repairPrompt(parsed.error) },
-      ],
-      'route (repair)',
-    );
+    let second;
+    try {
+      second = await call(
+        [
+          ...plan.router.messages,
+          { role: 'assistant', content: first.content.slice(0, 500) },
+          { role: 'user', content: repairPrompt(parsed.error) },
+        ],
+        'route (repair)',
+      );
+    } catch (err) {
+      return fallback(err);
+    }
     const again = parseChoice(second.content, plan.router);
     if ('choice' in again) return { choice: again.choice, path: 'repaired' };
     log.warn('router output invalid twice: keyword fallback', { error: again.error, fallback: plan.fallback });
@@ -428,6 +453,30 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
 export function supportedChoice(choice: ChatChoice, plan: Pick<ChatTurnPlan, 'fallback'>): ChatChoice {
   if (choice.agent === 'general' || plan.fallback.agent !== 'general') return choice;
   return { agent: 'general', product: 'none', intent: 'other' };
+}
+
+/**
+ * A chat turn waits for its LLM calls: a router pick is worth at most ~20 s and two tries before the keywords
+ * take over; the general agent's draft ~45 s. Past that a customer is better served by the fallback.
+ */
+const ROUTE_CALL = {
+  startToCloseTimeout: '20 seconds',
+  retry: { ...LLM_CALL.retry, maximumAttempts: 2 },
+} satisfies ActivityOptions;
+const AGENT_CALL = {
+  startToCloseTimeout: '45 seconds',
+  retry: { ...LLM_CALL.retry, maximumAttempts: 2 },
+} satisfies ActivityOptions;
+
+/** The innermost failure message (an activity's own, e.g. InferenceTimeout), for the log. */
+function failureMessage(err: unknown): string {
+  let cur: unknown = err;
+  let msg = String(err);
+  for (let i = 0; cur && i < 5; i++) {
+    if (cur instanceof Error) msg = cur.message;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return msg;
 }
 
 /** The patch id of structured replies (router picks, data states, replies checked). */

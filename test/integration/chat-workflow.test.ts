@@ -47,6 +47,8 @@ const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 const routerScript = new Map<string, string[]>();
 /** The general agent's reply, by a text in the customer's message; SYSTEM_PROMPT echoes the system prompt. */
 const agentScript = new Map<string, string>();
+/** Messages containing one of these make the fake node answer HTTP 500 (a node that fails every call). */
+const failing = new Set<string>();
 const SYSTEM_PROMPT = '<system prompt>';
 
 function fakeRoute(fresh: string, format: unknown): { agent: string; product: string; intent: string } {
@@ -87,6 +89,8 @@ function fakeRoute(fresh: string, format: unknown): { agent: string; product: st
 function shopBrain(req: FakeRequest): string {
   const system = req.messages[0]?.content ?? '';
   const last = req.messages[req.messages.length - 1]?.content ?? '';
+  const asked = req.messages.map((m) => m.content).join('\n');
+  for (const trigger of failing) if (asked.includes(trigger)) throw new Error(`scripted failure: ${trigger}`);
   if (req.format) {
     // The router's own message (a repair attempt appends the model's answer and the error after it).
     const routed = req.messages[1]?.content ?? '';
@@ -489,6 +493,27 @@ describe('chatWorkflow', () => {
     ]);
     // Structured turns (repair, fallback) for the replay test, when recording (AINODE_RECORD_HISTORIES=1).
     await recordHistory('chat-structured', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, fallback)));
+  });
+
+  it('answers even when every LLM call fails: keyword routing, data reply, polite fallback', async () => {
+    failing.add('broken node');
+    const price = uid('down');
+    const hello = uid('down');
+    await send(price, 'broken node: how much is the linen shirt?');
+    await send(hello, 'broken node says hello');
+    const [r1] = await waitForReplies(price, 1);
+    const [r2] = await waitForReplies(hello, 1);
+    expect(r1!.meta).toMatchObject({ path: 'fallback', agent: 'product', product: 'Linen Shirt', writer: 'data' });
+    expect(r1!.text).toContain('39.90 EUR');
+    expect(r2!.meta).toMatchObject({ path: 'fallback', agent: 'general' });
+    expect(r2!.meta!.writer).not.toBe('model');
+    expect(r2!.text.trim().length).toBeGreaterThan(0);
+    // The router was tried twice (one retry), then the keywords answered: the chat never failed.
+    expect(
+      fake.requests.filter((r) => r.format && r.messages[1]?.content.includes('how much is the linen')),
+    ).toHaveLength(2);
+    const desc = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, price)).describe();
+    expect(desc.status.name).toBe('RUNNING');
   });
 
   it('says an out-of-stock product is out of stock', async () => {
