@@ -112,7 +112,8 @@ export function numPredictProblem(
 ): string | undefined {
   if (requested === undefined) return undefined;
   const { max } = table[kind];
-  if (!Number.isInteger(requested) || requested < 1) return `must be an integer from 1 to ${max} (unbounded generation is not allowed)`;
+  if (!Number.isInteger(requested) || requested < 1)
+    return `must be an integer from 1 to ${max} (unbounded generation is not allowed)`;
   if (requested > max) return `must be at most ${max} for ${kind} calls (LLM_NUM_PREDICT)`;
   return undefined;
 }
