@@ -298,6 +298,20 @@ export const REQUIREMENT_KEYS = ['region', 'environment', 'scale', 'budget', 'da
 /** Most clarifying questions per round. */
 export const MAX_QUESTIONS = 3;
 
+/**
+ * The clarifying question for each requirement. A small model decides whether to ask; what it asks is one of
+ * these, for the requirements still unknown (its own question text was often noise such as "20m").
+ */
+export const REQUIREMENT_QUESTIONS: Record<(typeof REQUIREMENT_KEYS)[number], string> = {
+  region: 'Which AWS region should it run in (for example eu-west-1)?',
+  environment: 'Is this for development, staging or production?',
+  scale: 'How much traffic do you expect (requests per second or users)?',
+  budget: 'Do you have a monthly budget in mind?',
+  dataStores: 'Does it need a database or other data store, and which one?',
+};
+/** Patch id: questions from REQUIREMENT_QUESTIONS, requirements the user's words state take precedence. */
+export const DESIGN_QUESTIONS_PATCH = 'design-question-templates';
+
 export const GATHER_SCHEMA: JsonSchema = {
   type: 'object',
   properties: {

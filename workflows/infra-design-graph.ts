@@ -27,15 +27,19 @@ import {
   bySchema,
   DESIGN_DEFAULTS,
   DESIGN_PLAN_INVALID,
+  DESIGN_QUESTIONS_PATCH,
   DESIGN_STRUCTURED_PATCH,
   designActivities,
   emptyTally,
   FIX_SCHEMA,
   GATHER_SCHEMA,
+  MAX_QUESTIONS,
   PLAN_SCHEMA,
   planLevels,
   questionsText,
   renderResource,
+  REQUIREMENT_KEYS,
+  REQUIREMENT_QUESTIONS,
   RESOURCE_SCHEMA,
   ROUTE_SCHEMA,
   salvagePlan,
@@ -231,9 +235,17 @@ export function buildInfraDesignGraph({
           ...recordPath('gather', out, 'requirements from keywords, no questions'),
         };
       }
-      const requirements: Record<string, string> = {};
+      let requirements: Record<string, string> = {};
       for (const [k, v] of Object.entries(out.value.requirements)) if (v.trim()) requirements[k] = v.trim();
-      const asked = out.value.questions.map((q) => q.trim()).filter(Boolean);
+      let asked = out.value.questions.map((q) => q.trim()).filter(Boolean);
+      if (asked.length > 0 && patched(DESIGN_QUESTIONS_PATCH)) {
+        // The model decided to ask; what it asks comes from the table, for what is still unknown. What the
+        // user's own words state (a region, prod/dev, a database) beats the model's reading of them.
+        requirements = { ...requirements, ...keywordRequirements(userWords(s.messages)) };
+        asked = REQUIREMENT_KEYS.filter((k) => !requirements[k])
+          .slice(0, MAX_QUESTIONS)
+          .map((k) => REQUIREMENT_QUESTIONS[k]);
+      }
       const done = asked.length === 0 || s.questionRound >= maxRounds;
       return {
         requirements,

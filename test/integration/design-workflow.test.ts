@@ -6,6 +6,7 @@
  * an HCL error fixed on the second pass, an exhausted fix budget, a follow-up message that revises the
  * design, and cancelling a design while it waits for answers and while it generates.
  */
+import { REQUIREMENT_QUESTIONS } from '../../workflows/infra-design-common';
 import { Ollama } from 'ollama';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
@@ -212,10 +213,14 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     });
     const handle = await start('An S3 bucket with versioning for our data', { followUpWindow: '1 second' });
     const round1 = await waitFor(handle, (s) => s.phase === 'waiting_for_answers');
+    // The model decided to ask; the questions are the table's, for what is still unknown (the request named S3,
+    // so no data-store question), at most three.
     expect(round1.questions).toEqual([
-      { id: 'q1', text: 'Which region?' },
-      { id: 'q2', text: 'Which environment?' },
+      { id: 'q1', text: REQUIREMENT_QUESTIONS.region },
+      { id: 'q2', text: REQUIREMENT_QUESTIONS.environment },
+      { id: 'q3', text: REQUIREMENT_QUESTIONS.scale },
     ]);
+    expect(round1.requirements).toMatchObject({ dataStores: 'S3' });
     expect(round1.node).toBe('ask');
     const waitingKey = defineSearchAttributeKey(SearchAttribute.WaitingForInput, 'BOOL');
     expect((await handle.describe()).typedSearchAttributes.get(waitingKey)).toBe(true);
@@ -230,10 +235,11 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
 
     const round2 = await waitFor(
       handle,
-      (s) => s.phase === 'waiting_for_answers' && s.questions[0]?.text === 'Monthly budget?',
+      (s) => s.phase === 'waiting_for_answers' && s.questions[0]?.text === REQUIREMENT_QUESTIONS.scale,
     );
     expect(round2.requirements).toMatchObject({ region: 'ap-northeast-2', environment: 'prod' });
-    await handle.signal(designAnswersSignal, { answers: { q1: '100 USD' } });
+    expect(round2.questions.map((q) => q.text)).toEqual([REQUIREMENT_QUESTIONS.scale, REQUIREMENT_QUESTIONS.budget]);
+    await handle.signal(designAnswersSignal, { answers: { q1: '10 requests per second', q2: '100 USD' } });
 
     const result = await handle.result();
     expect(result.phase).toBe('completed');
