@@ -80,6 +80,8 @@ export interface DesignState {
   category: '' | 'infrastructure' | 'invalid' | 'end';
   reply: string;
   requirements: Record<string, string>;
+  /** Requirements the user gave as answers to the table's questions: they beat any reading by the model. */
+  answered: Record<string, string>;
   /** Questions `ask` waits on (numbered q1..qN per round). */
   questions: DesignQuestion[];
   questionRound: number;
@@ -113,6 +115,7 @@ export function designChannels() {
     category: channels.replace<DesignState['category']>(''),
     reply: channels.replace(''),
     requirements: channels.merge<string>(),
+    answered: channels.merge<string>(),
     questions: channels.replace<DesignQuestion[]>([]),
     questionRound: channels.replace(0),
     gatherDone: channels.replace(false),
@@ -237,11 +240,13 @@ export function buildInfraDesignGraph({
       }
       let requirements: Record<string, string> = {};
       for (const [k, v] of Object.entries(out.value.requirements)) if (v.trim()) requirements[k] = v.trim();
+      // What the user answered to the table's questions stays as they wrote it, whatever the model reads.
+      requirements = { ...requirements, ...s.answered };
       let asked = out.value.questions.map((q) => q.trim()).filter(Boolean);
       if (asked.length > 0 && patched(DESIGN_QUESTIONS_PATCH)) {
         // The model decided to ask; what it asks comes from the table, for what is still unknown. What the
         // user's own words state (a region, prod/dev, a database) beats the model's reading of them.
-        requirements = { ...requirements, ...keywordRequirements(userWords(s.messages)) };
+        requirements = { ...requirements, ...keywordRequirements(userWords(s.messages)), ...s.answered };
         asked = REQUIREMENT_KEYS.filter((k) => !requirements[k])
           .slice(0, MAX_QUESTIONS)
           .map((k) => REQUIREMENT_QUESTIONS[k]);
@@ -342,7 +347,15 @@ export function buildInfraDesignGraph({
       const questions = s.questions;
       const answers = await ctx.interrupt<Record<string, string>>(questions, { timeout: answerTimeout, default: {} });
       const answered = questions.filter((q) => answers[q.id]?.trim());
+      // An answer to one of the table's questions is that requirement's value, as the user wrote it.
+      const byQuestion = new Map(Object.entries(REQUIREMENT_QUESTIONS).map(([k, text]) => [text, k]));
+      const given: Record<string, string> = {};
+      for (const q of answered) {
+        const key = byQuestion.get(q.text);
+        if (key) given[key] = answers[q.id]!.trim().slice(0, 200);
+      }
       return {
+        ...(Object.keys(given).length ? { answered: given, requirements: given } : {}),
         questions: [],
         questionRound: s.questionRound + 1,
         // No answer before the timeout: plan with sensible defaults rather than wait forever.

@@ -244,7 +244,13 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const result = await handle.result();
     expect(result.phase).toBe('completed');
     expect(result.terraformValidated).toBe(true);
-    expect(result.requirements).toMatchObject({ region: 'ap-northeast-2', budget: '100 USD' });
+    // Answers to the table's questions are the requirements as the user wrote them.
+    expect(result.requirements).toMatchObject({
+      region: 'ap-northeast-2',
+      environment: 'prod',
+      scale: '10 requests per second',
+      budget: '100 USD',
+    });
     expect(result.plan?.levels).toEqual([['data'], ['ver']]);
     expect(result.files.map((f) => f.name).sort()).toEqual(['main.tf', 'outputs.tf', 'providers.tf', 'variables.tf']);
     expect(result.llmCalls).toBe(1 + 3 + 1 + 2);
