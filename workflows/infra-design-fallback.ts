@@ -248,3 +248,21 @@ export function repairPlanGraph(resources: PlannedResource[]): { resources: Plan
   for (const r of out) if (!state.has(r.id)) visit(r);
   return { resources: out, notes };
 }
+
+/** Services a request names in so many words, and the resource type each one means. */
+const NAMED_TYPES: readonly [RegExp, string][] = [
+  [/\bcloud\s?front\b|\bcdn\b/i, 'aws_cloudfront_distribution'],
+  [/\bs3\b|\bbuckets?\b/i, 'aws_s3_bucket'],
+  [/\blambdas?\b/i, 'aws_lambda_function'],
+  [/\bdynamo(db)?\b/i, 'aws_dynamodb_table'],
+  [/\brds\b|\bpostgres(ql)?\b|\bmysql\b/i, 'aws_db_instance'],
+  [/\bvpc\b/i, 'aws_vpc'],
+  [/\bsqs\b|\bqueues?\b/i, 'aws_sqs_queue'],
+  [/\bsns\b/i, 'aws_sns_topic'],
+  [/\bload\s?balancer\b|\balb\b/i, 'aws_lb'],
+];
+
+/** The resource types the request's words name directly (not what they need besides). */
+export function namedTypes(text: string): string[] {
+  return NAMED_TYPES.filter(([re]) => re.test(text)).map(([, type]) => type);
+}

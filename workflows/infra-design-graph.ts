@@ -27,6 +27,7 @@ import {
   bySchema,
   DESIGN_DEFAULTS,
   DESIGN_PLAN_INVALID,
+  DESIGN_PLAN_COVERAGE_PATCH,
   DESIGN_QUESTIONS_PATCH,
   DESIGN_STRUCTURED_PATCH,
   designActivities,
@@ -47,7 +48,7 @@ import {
   type StructuredOutcome,
   type UsageTally,
 } from './infra-design-common';
-import { keywordPlan, keywordRequirements, keywordRoute, repairPlanGraph } from './infra-design-fallback';
+import { keywordPlan, keywordRequirements, keywordRoute, namedTypes, repairPlanGraph } from './infra-design-fallback';
 import { legacyV2Nodes } from './infra-design-legacy';
 import {
   acceptFixedFiles,
@@ -270,7 +271,20 @@ export function buildInfraDesignGraph({
         accept: acceptPlan,
         salvage: salvagePlan,
       });
-      const resources = out.value ?? keywordPlan(userWords(s.messages));
+      let resources = out.value ?? keywordPlan(userWords(s.messages));
+      let coverage: { path: 'fallback'; problems: string[] } | undefined;
+      if (out.value && patched(DESIGN_PLAN_COVERAGE_PATCH)) {
+        // The request's own words name resources (CloudFront, a database, ...): a plan that leaves one out is
+        // worse than the keyword plan, which has each of them with what it needs.
+        const keyword = keywordPlan(userWords(s.messages));
+        const have = new Set(out.value.map((r) => r.type));
+        const offered = new Set((keyword ?? []).map((r) => r.type));
+        const missing = namedTypes(userWords(s.messages)).filter((t) => offered.has(t) && !have.has(t));
+        if (keyword && missing.length) {
+          resources = keyword;
+          coverage = { path: 'fallback', problems: [`the model's plan lacked ${missing.join(', ')}`] };
+        }
+      }
       if (!resources) {
         throw ApplicationFailure.create({
           type: DESIGN_PLAN_INVALID,
@@ -294,7 +308,7 @@ export function buildInfraDesignGraph({
         levelIndex: 0,
         snippets: {},
         tally: out.tally,
-        ...recordPath('plan', out, 'keyword plan from the request', repaired.notes),
+        ...recordPath('plan', coverage ?? out, 'keyword plan from the request', repaired.notes),
       };
     },
     async generate(s: DesignState): Promise<Partial<DesignState>> {

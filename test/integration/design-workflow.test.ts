@@ -325,6 +325,25 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(result.llmCalls).toBe(2 + 1 + 1 + 2);
   });
 
+  it('replaces a valid plan that leaves out a resource the request names with the keyword plan', async () => {
+    script(fake, {
+      plan: () => ({
+        resources: [{ id: 'assets', type: 'aws_s3_bucket', name: 'assets', dependsOn: [], requirements: 'site' }],
+      }),
+      gather: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+    });
+    const before = requestsOf('plan').length;
+    const result = await (await start(README_REQUEST)).result();
+    expect(result.phase).toBe('completed');
+    // One plan call (valid JSON, no repair), then the keyword plan, because CloudFront was named but not planned.
+    expect(requestsOf('plan').length - before).toBe(1);
+    expect(result.plan?.resources.map((r) => r.type)).toContain('aws_cloudfront_distribution');
+    expect(result.llmPaths.plan).toBe('fallback');
+    expect(result.notes[0]).toBe(
+      "plan: fallback, keyword plan from the request (first reply: the model's plan lacked aws_cloudfront_distribution)",
+    );
+  });
+
   it('falls back after the repair: the README request gets a keyword plan and default bodies that validate', async () => {
     script(fake, {
       plan: () => 'resources: bucket, cloudfront, bucket, cloudfront, bucket',
