@@ -36,7 +36,23 @@ export interface DesignCaseResult {
 
 export async function runDesignCase(llm: LlmActivities, model: string, c: DesignCase): Promise<DesignCaseResult> {
   const t0 = performance.now();
-  const call = (input: LlmChatInput): Promise<LlmResult> => new MockActivityEnvironment().run(llm.llmChat, input);
+  // A call that fails (e.g. timed out) is an answer the workflow could not use: scored as invalid, not fatal.
+  const call = (input: LlmChatInput): Promise<LlmResult> =>
+    new MockActivityEnvironment().run(llm.llmChat, input).catch((err: unknown): LlmResult => ({
+      content: '',
+      model,
+      nodeId: '',
+      usage: {
+        promptTokens: 0,
+        completionTokens: 0,
+        totalTokens: 0,
+        totalDurationMs: 0,
+        loadDurationMs: 0,
+        promptEvalDurationMs: 0,
+        evalDurationMs: 0,
+      },
+      doneReason: `error: ${(err as Error).message}`,
+    }));
   const route = await call({
     model,
     messages: routeMessages({ request: c.request }),
