@@ -38,7 +38,7 @@ export async function runDesignCase(llm: LlmActivities, model: string, c: Design
   const t0 = performance.now();
   // A call that fails (e.g. timed out) is an answer the workflow could not use: scored as invalid, not fatal.
   const call = (input: LlmChatInput): Promise<LlmResult> =>
-    new MockActivityEnvironment().run(llm.llmChat, input).catch((err: unknown): LlmResult => ({
+    (new MockActivityEnvironment().run(llm.llmChat, input) as Promise<LlmResult>).catch((err: unknown): LlmResult => ({
       content: '',
       model,
       nodeId: '',
