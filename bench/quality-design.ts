@@ -8,7 +8,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import type { LlmActivities } from '../activities/llm/types';
 import type { LlmChatInput, LlmResult } from '../common/types';
 import { bySchema, parseStructured, PLAN_SCHEMA, ROUTE_SCHEMA, validateJson } from '../workflows/infra-design-common';
-import { keywordRoute } from '../workflows/infra-design-fallback';
+import { routeDecision } from '../workflows/infra-design-fallback';
 import { planMessages, routeMessages } from '../workflows/infra-design-prompts';
 
 export interface DesignCase {
@@ -65,12 +65,15 @@ export async function runDesignCase(llm: LlmActivities, model: string, c: Design
   const accepted = 'value' in parsed ? bySchema<{ category: string }>(ROUTE_SCHEMA)(parsed.value) : parsed;
   const routeValid = 'value' in accepted;
   const category = 'value' in accepted ? accepted.value.category : undefined;
-  const routeRight = category === c.route;
-  const fallback = keywordRoute(c.request).category;
+  // What the graph decides: the model's answer, with the request's infrastructure words over it, or keywords.
+  const decided = routeDecision(
+    'value' in accepted ? { category: accepted.value.category, reply: '' } : undefined,
+    c.request,
+  );
   const result: DesignCaseResult = {
     routeValid,
-    routeRight,
-    routeRightAfterFallback: routeValid ? routeRight : fallback === c.route,
+    routeRight: category === c.route,
+    routeRightAfterFallback: decided.category === c.route,
     ms: 0,
   };
   if (c.route === 'infrastructure') {

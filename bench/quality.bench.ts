@@ -161,7 +161,8 @@ export const bench: Bench = {
           const reply = await waitForReply(storage, chatId, 300_000);
           results.push({ c, reply, latencyMs: Date.now() - sent - QUIET_MS, tokens: usageByChat.get(chatId) ?? 0 });
         }
-        rows.push(...scoreChat(model, results, products, prompts));
+        const policyPrices = [...policy.matchAll(/(\d+[.,]\d{2})\s?EUR/g)].map((m) => m[1]!.replace(',', '.'));
+        rows.push(...scoreChat(policyPrices, model, results, products, prompts));
 
         ctx.log(`quality: ${model}: ${designEvalCases.length} design route/plan cases`);
         const design = [];
@@ -189,12 +190,12 @@ export const bench: Bench = {
           },
           {
             bench: 'quality',
-            metric: `${model}: design route decision right`,
+            metric: `${model}: design route decision right (model alone)`,
             value: pct(design.filter((d) => d.routeRight).length),
             unit: '%',
             goal: '≥ 90%',
             pass: design.filter((d) => d.routeRight).length / Math.max(1, n) >= 0.9,
-            note: `n=${n}; with the keyword fallback: ${pct(design.filter((d) => d.routeRightAfterFallback).length)}%`,
+            note: `n=${n}; as the graph decides (infrastructure words over the model, keywords when invalid): ${pct(design.filter((d) => d.routeRightAfterFallback).length)}%`,
           },
           {
             bench: 'quality',
@@ -234,6 +235,7 @@ async function waitForReply(
 }
 
 function scoreChat(
+  policyPrices: string[],
   model: string,
   results: { c: ChatCase; reply: OutboxMessage; latencyMs: number; tokens: number }[],
   products: ReturnType<typeof parseOntology>,
@@ -246,7 +248,7 @@ function scoreChat(
   const validAfterRepair = results.filter((r) => r.reply.meta?.path !== 'fallback').length;
   const priced = results.filter((r) => r.c.price);
   const withPrice = priced.filter((r) => r.reply.text.includes(r.c.price!)).length;
-  const allowed = new Set(products.map((p) => p.price));
+  const allowed = new Set([...products.map((p) => p.price), ...policyPrices]);
   const leaks = results.filter(
     (r) => PROMPT_MARKERS.some((m) => r.reply.text.includes(m)) || findEcho(r.reply.text, prompts, []) !== undefined,
   ).length;

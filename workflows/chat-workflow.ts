@@ -450,7 +450,12 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
  * keywords: the plan's keyword choice). Without any, it is what a small model picks for "hello" (the first
  * enum values), and the general agent answers instead.
  */
-export function supportedChoice(choice: ChatChoice, plan: Pick<ChatTurnPlan, 'fallback'>): ChatChoice {
+export function supportedChoice(choice: ChatChoice, plan: Pick<ChatTurnPlan, 'fallback' | 'candidates'>): ChatChoice {
+  // Delivery words and no product named: a delivery question, whatever a small model picked (both models sent
+  // "How much is shipping?" to the product agent, which can only ask which product is meant).
+  if (choice.agent === 'product' && plan.fallback.agent === 'delivery' && plan.candidates.length === 0) {
+    return plan.fallback;
+  }
   if (choice.agent === 'general' || plan.fallback.agent !== 'general') return choice;
   return { agent: 'general', product: 'none', intent: 'other' };
 }

@@ -309,6 +309,8 @@ export const REQUIREMENT_QUESTIONS: Record<(typeof REQUIREMENT_KEYS)[number], st
   budget: 'Do you have a monthly budget in mind?',
   dataStores: 'Does it need a database or other data store, and which one?',
 };
+/** Patch id: infrastructure words in the request decide the route for `infrastructure` over the model. */
+export const DESIGN_ROUTE_WORDS_PATCH = 'design-route-words';
 /** Patch id: a model plan missing a resource type the request's words name is replaced by the keyword plan. */
 export const DESIGN_PLAN_COVERAGE_PATCH = 'design-plan-coverage';
 /** Patch id: questions from REQUIREMENT_QUESTIONS, requirements the user's words state take precedence. */

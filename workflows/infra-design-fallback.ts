@@ -22,6 +22,21 @@ export function keywordRoute(request: string): { category: 'infrastructure' | 'i
     : { category: 'invalid', reply: KEYWORD_INVALID_REPLY };
 }
 
+/**
+ * The route decision from the model's answer and the request's words: infrastructure words decide for
+ * `infrastructure` whatever the model said (both small models called most infrastructure requests "invalid");
+ * without them the model decides; without a usable answer, the keywords. `overridden` when the words won.
+ */
+export function routeDecision<C extends string>(
+  model: { category: C; reply: string } | undefined,
+  request: string,
+): { category: C | 'infrastructure' | 'invalid'; reply: string; overridden: boolean } {
+  const words = keywordRoute(request);
+  if (!model) return { ...words, overridden: false };
+  if (words.category === 'infrastructure' && model.category !== 'infrastructure') return { ...words, overridden: true };
+  return { ...model, overridden: false };
+}
+
 const REGION_NAMES: [RegExp, string][] = [
   [/\bseoul\b/i, 'ap-northeast-2'],
   [/\btokyo\b/i, 'ap-northeast-1'],

@@ -29,6 +29,7 @@ import {
   DESIGN_PLAN_INVALID,
   DESIGN_PLAN_COVERAGE_PATCH,
   DESIGN_QUESTIONS_PATCH,
+  DESIGN_ROUTE_WORDS_PATCH,
   DESIGN_STRUCTURED_PATCH,
   designActivities,
   emptyTally,
@@ -48,7 +49,14 @@ import {
   type StructuredOutcome,
   type UsageTally,
 } from './infra-design-common';
-import { keywordPlan, keywordRequirements, keywordRoute, namedTypes, repairPlanGraph } from './infra-design-fallback';
+import {
+  keywordPlan,
+  keywordRequirements,
+  keywordRoute,
+  namedTypes,
+  repairPlanGraph,
+  routeDecision,
+} from './infra-design-fallback';
 import { legacyV2Nodes } from './infra-design-legacy';
 import {
   acceptFixedFiles,
@@ -212,6 +220,18 @@ export function buildInfraDesignGraph({
         schema: ROUTE_SCHEMA,
         accept: bySchema(ROUTE_SCHEMA),
       });
+      if (out.value && patched(DESIGN_ROUTE_WORDS_PATCH)) {
+        const decided = routeDecision(out.value, s.request);
+        if (decided.overridden) {
+          const overridden = { path: 'fallback' as const, problems: [`the model said "${out.value.category}"`] };
+          return {
+            category: decided.category,
+            reply: '',
+            tally: out.tally,
+            ...recordPath('route', overridden, 'the request names infrastructure'),
+          };
+        }
+      }
       const value = out.value ?? keywordRoute(s.request);
       return {
         category: value.category,

@@ -325,6 +325,19 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(result.llmCalls).toBe(2 + 1 + 1 + 2);
   });
 
+  it('routes a request that names infrastructure to the graph even when the model calls it invalid', async () => {
+    script(fake, {
+      route: () => ({ category: 'invalid', reply: 'Sorry, I cannot help with that.' }),
+      gather: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+    });
+    const result = await (await start(README_REQUEST)).result();
+    expect(result.phase).toBe('completed');
+    expect(result.llmPaths.route).toBe('fallback');
+    expect(result.notes[0]).toBe(
+      'route: fallback, the request names infrastructure (first reply: the model said "invalid")',
+    );
+  });
+
   it('replaces a valid plan that leaves out a resource the request names with the keyword plan', async () => {
     script(fake, {
       plan: () => ({

@@ -168,6 +168,7 @@ describe('keyword fallback and reconciliation', () => {
 describe('support for the router choice in the customer words', () => {
   const plan = (batch: string, candidates: string[] = []) => ({
     fallback: keywordChoice([batch], candidates, candidates.length > 0, intents),
+    candidates,
   });
   const tote = { agent: 'product' as const, product: 'Canvas Tote Bag', intent: 'price' };
 
@@ -185,6 +186,17 @@ describe('support for the router choice in the customer words', () => {
     const delivery = { agent: 'delivery' as const, product: 'none', intent: 'delivery_time' };
     expect(supportedChoice(delivery, plan('When will my parcel arrive?'))).toBe(delivery);
     expect(supportedChoice(delivery, plan('How much does it cost?'))).toBe(delivery);
+  });
+
+  it('a product pick for a question with delivery words and no product named is a delivery question', () => {
+    const none = { agent: 'product' as const, product: 'none', intent: 'price' };
+    expect(supportedChoice(none, plan('How much is shipping?'))).toMatchObject({ agent: 'delivery' });
+    expect(supportedChoice(none, plan('How do I return an item?'))).toMatchObject({
+      agent: 'delivery',
+      intent: 'returns',
+    });
+    // A product named: the product agent keeps it (its reply carries the product's facts).
+    expect(supportedChoice(tote, plan('Do you ship the tote?', ['Canvas Tote Bag']))).toBe(tote);
   });
 });
 

@@ -3,6 +3,7 @@
  * the keyword fallbacks (route, requirements, plan), the deterministic plan repair (unknown edges, cycles) and
  * the default resource bodies, which must combine into files the HCL parser and static checks accept.
  */
+import { routeDecision } from '../../workflows/infra-design-fallback';
 import { parse } from '@cdktf/hcl2json';
 import { combineTerraform } from '../../activities/terraform/combine';
 import { staticValidate } from '../../activities/terraform/validate';
@@ -269,5 +270,20 @@ describe('default resource bodies', () => {
     expect(slug('My_Site')).toBe('my-site');
     expect(slug('1st')).toBe('r-1st');
     expect(slug('a'.repeat(50), 10)).toBe('aaaaaaaaaa');
+  });
+});
+
+describe('route decision', () => {
+  it('infrastructure words decide for infrastructure over the model; otherwise the model, else keywords', () => {
+    const invalid = { category: 'invalid' as const, reply: 'I cannot help.' };
+    expect(routeDecision(invalid, 'A static website on S3 behind CloudFront')).toEqual({
+      category: 'infrastructure',
+      reply: '',
+      overridden: true,
+    });
+    expect(routeDecision(invalid, 'What is the capital of France?')).toEqual({ ...invalid, overridden: false });
+    const infra = { category: 'infrastructure' as const, reply: '' };
+    expect(routeDecision(infra, 'somewhere to host my app')).toEqual({ ...infra, overridden: false });
+    expect(routeDecision(undefined, 'Write me a poem').category).toBe('invalid');
   });
 });
