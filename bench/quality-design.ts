@@ -6,7 +6,7 @@
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { LlmActivities } from '../activities/llm/types';
-import type { LlmChatInput, LlmResult } from '../common/types';
+import { emptyUsage, type LlmChatInput, type LlmResult } from '../common/types';
 import { bySchema, parseStructured, PLAN_SCHEMA, ROUTE_SCHEMA, validateJson } from '../workflows/infra-design-common';
 import { routeDecision } from '../workflows/infra-design-fallback';
 import { planMessages, routeMessages } from '../workflows/infra-design-prompts';
@@ -42,15 +42,7 @@ export async function runDesignCase(llm: LlmActivities, model: string, c: Design
       content: '',
       model,
       nodeId: '',
-      usage: {
-        promptTokens: 0,
-        completionTokens: 0,
-        totalTokens: 0,
-        totalDurationMs: 0,
-        loadDurationMs: 0,
-        promptEvalDurationMs: 0,
-        evalDurationMs: 0,
-      },
+      usage: emptyUsage(),
       doneReason: `error: ${(err as Error).message}`,
     }));
   const route = await call({
