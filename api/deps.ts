@@ -2,8 +2,8 @@
 import type { Client } from '@temporalio/client';
 import type { Config } from '../common/config';
 import type { Logger } from '../common/logger';
-import type { ModelCatalog } from '../activities/llm/catalog';
-import type { Storage } from '../activities/storage/clients';
+import type { ModelCatalog } from '../lib/llm/catalog';
+import type { Storage } from '../lib/storage/clients';
 
 export interface ApiDeps {
   config: Config;

@@ -3,7 +3,7 @@
  * (the message names the models that are served), 503 `model_unavailable` with Retry-After when a node lists it
  * but it cannot run now (its nodes are down, or no llm worker polls its queue yet).
  */
-import { findModel, type CatalogModel, type ModelCatalog } from '../activities/llm/catalog';
+import { findModel, type CatalogModel, type ModelCatalog } from '../lib/llm/catalog';
 import { ErrorType } from '../common/errors';
 import { typedHttpError } from './middleware/errors';
 

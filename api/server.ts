@@ -3,8 +3,8 @@ import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../common/config';
 import { createLogger } from '../common/logger';
-import { createStorage, ensureStorage } from '../activities/storage/clients';
-import { createCatalog } from '../activities/llm/catalog';
+import { createStorage, ensureStorage } from '../lib/storage/clients';
+import { createCatalog } from '../lib/llm/catalog';
 import { createApp } from './app';
 
 /** How long in-flight requests get to finish on shutdown before connections are cut. */

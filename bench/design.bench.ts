@@ -12,11 +12,11 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } 
 import { Ollama } from 'ollama';
 import { createLlmActivities } from '../activities/llm';
 import { createDesignActivities } from '../activities/design';
-import { createStorage, ensureStorage } from '../activities/storage/clients';
+import { createStorage, ensureStorage } from '../lib/storage/clients';
 import { createTerraformActivities } from '../activities/terraform';
 import { llmQueue } from '../common/task-queues';
-import { designStatusQuery, graphResumeSignal, graphStateQuery } from '../workflows/definitions';
-import type { DesignStatus } from '../workflows/infra-design-types';
+import { designStatusQuery, graphResumeSignal, graphStateQuery } from '../contracts/definitions';
+import type { DesignStatus } from '../contracts/design';
 import { startFakeOllama, type FakeRequest } from '../test/helpers/fake-ollama';
 import { round, summarize, timeMs, type Bench, type BenchContext, type Row } from './lib';
 

@@ -5,11 +5,11 @@
  * whether the keyword fallback would have put a wrong route right.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
-import type { LlmActivities } from '../activities/llm/types';
-import { emptyUsage, type LlmChatInput, type LlmResult } from '../common/types';
-import { bySchema, parseStructured, PLAN_SCHEMA, ROUTE_SCHEMA, validateJson } from '../workflows/infra-design-common';
-import { routeDecision } from '../workflows/infra-design-fallback';
-import { planMessages, routeMessages } from '../workflows/infra-design-prompts';
+import type { LlmActivities } from '../contracts/llm';
+import { emptyUsage, type LlmChatInput, type LlmResult } from '../contracts/llm';
+import { bySchema, parseStructured, PLAN_SCHEMA, ROUTE_SCHEMA, validateJson } from '../workflows/design/common';
+import { routeDecision } from '../workflows/design/fallback';
+import { planMessages, routeMessages } from '../workflows/design/prompts';
 
 export interface DesignCase {
   request: string;

@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type Config } from '../common/config';
 import { normalizeModel } from '../common/task-queues';
-import { createStorage, ensureStorage } from '../activities/storage/clients';
+import { createStorage, ensureStorage } from '../lib/storage/clients';
 import {
   httpOk,
   isPortOpen,

@@ -9,7 +9,7 @@ import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { cleanupExecutor, createExecutorActivities, type ExecutorDeps } from '../activities/executor';
-import { createStorage, ensureStorage, type Storage } from '../activities/storage/clients';
+import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { EXECUTOR_QUEUE } from '../common/task-queues';

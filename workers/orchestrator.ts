@@ -4,13 +4,13 @@
  * per-model queues, and job containers on the executor's queue.
  */
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
-import { createStorage, ensureStorage, type Storage } from '../activities/storage/clients';
+import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
 import { createChatActivities } from '../activities/chat';
 import { createChannelActivities } from '../activities/channel';
 import { createJobsActivities } from '../activities/jobs';
 import { createTerraformActivities } from '../activities/terraform';
 import { createDesignActivities } from '../activities/design';
-import { createCatalog } from '../activities/llm/catalog';
+import { createCatalog } from '../lib/llm/catalog';
 import { createModelCheckActivities } from '../activities/llm/model-check';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';

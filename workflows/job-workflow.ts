@@ -20,7 +20,7 @@ import {
 import { ErrorType } from '../common/errors';
 import { DEFAULT_NUM_PREDICT, numPredictProblem } from '../common/llm-bounds';
 import { EXECUTOR_QUEUE, normalizeModel } from '../common/task-queues';
-import type { LlmResult } from '../common/types';
+import type { LlmResult } from '../contracts/llm';
 import type { ExecutorActivities } from '../activities/executor';
 import type { JobsActivities } from '../activities/jobs';
 import type {
@@ -31,8 +31,8 @@ import type {
   JobUsage,
   LlmCallReply,
   LlmCallRequest,
-} from '../activities/jobs/types';
-import { jobStatusQuery, llmCallUpdate } from './definitions';
+} from '../contracts/jobs';
+import { jobStatusQuery, llmCallUpdate } from '../contracts/definitions';
 import { CONTAINER_RUN, STORAGE, llmActivities } from './policies';
 
 const executor = proxyActivities<ExecutorActivities>({

@@ -10,7 +10,7 @@ import {
 } from '@temporalio/workflow';
 import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
 import { llmQueue } from '../common/task-queues';
-import type { LlmActivities } from '../activities/llm/types';
+import type { LlmActivities } from '../contracts/llm';
 import type { ModelCheckActivities } from '../activities/llm/model-check';
 
 /** One LLM call: a small model answers in seconds, but a cold load or a long generation can take minutes. */

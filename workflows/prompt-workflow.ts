@@ -5,32 +5,13 @@
  * Its num_predict is bounded by the `prompt` call kind; cancelling the workflow (`POST /prompts/:id/cancel`)
  * cancels the activity, which aborts the Ollama stream.
  */
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
 import { ActivityFailure, ApplicationFailure, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { ErrorType } from '../common/errors';
-import { SearchAttribute, type ChatMessage, type LlmFormat, type LlmOptions, type LlmUsage } from '../common/types';
-import { promptStatusQuery, type PromptStatus } from './definitions';
+import { promptStatusQuery } from '../contracts/definitions';
+import type { PromptStatus, PromptWorkflowInput, PromptWorkflowResult } from '../contracts/prompt';
 import { assertModelServed, llmActivities } from './policies';
-
-export interface PromptWorkflowInput {
-  modelId: string;
-  /** Exactly one of `prompt` (llmGenerate) and `messages` (llmChat). */
-  prompt?: string;
-  messages?: ChatMessage[];
-  /** System prompt for `prompt`; with `messages`, put it in a system message. */
-  system?: string;
-  options?: LlmOptions;
-  format?: LlmFormat;
-}
-
-export interface PromptWorkflowResult {
-  content: string;
-  model: string;
-  /** The node whose llm worker answered. */
-  nodeId: string;
-  usage: LlmUsage;
-  doneReason?: string;
-}
+import { SearchAttributeKey } from '../common/search-attributes';
 
 /**
  * A cancel reaches the running activity with the response to its next heartbeat, and the worker sends one at
@@ -39,16 +20,13 @@ export interface PromptWorkflowResult {
  */
 const PROMPT_HEARTBEAT_TIMEOUT = '10 seconds';
 
-const KindKey = defineSearchAttributeKey(SearchAttribute.Kind, SearchAttributeType.KEYWORD);
-const ModelIdKey = defineSearchAttributeKey(SearchAttribute.ModelId, SearchAttributeType.KEYWORD);
-
 export async function promptWorkflow(input: PromptWorkflowInput): Promise<PromptWorkflowResult> {
   let status: PromptStatus = { phase: 'running', modelId: input.modelId };
   setHandler(promptStatusQuery, () => status);
   // The API may set these at start too; upserting here also covers workflows started by other clients.
   upsertSearchAttributes([
-    { key: KindKey, value: 'prompt' },
-    { key: ModelIdKey, value: input.modelId },
+    { key: SearchAttributeKey.Kind, value: 'prompt' },
+    { key: SearchAttributeKey.ModelId, value: input.modelId },
   ]);
 
   try {

@@ -5,12 +5,12 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../common/errors';
-import type { Storage } from '../storage/clients';
-import { writeOutboxMessage } from '../chat/state';
-import { SIGNATURE_HEADER, signBody } from './signature';
-import type { ChannelActivities, DeliverReplyInput, DeliverReplyResult } from './types';
+import type { Storage } from '../../lib/storage/clients';
+import { writeOutboxMessage } from '../../lib/chat/state';
+import { SIGNATURE_HEADER, signBody } from '../../lib/channel/signature';
+import type { ChannelActivities, DeliverReplyInput, DeliverReplyResult } from '../../contracts/channel';
 
-export type { ChannelActivities } from './types';
+export type { ChannelActivities } from '../../contracts/channel';
 
 export interface ChannelActivityDeps {
   storage: Storage;

@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../common/errors';
-import type { Storage } from '../storage/clients';
+import type { Storage } from '../../lib/storage/clients';
 import {
   PROMPT_MARKERS,
   conversationTurns,
@@ -14,12 +14,12 @@ import {
   generalSystemPrompt,
   productSystemPrompt,
   withSummary,
-} from './agents';
-import { detectLanguage, language } from './language';
-import { formatFacts, parseOntology, selectProducts } from './ontology';
-import { deliveryTopics, policyLines } from './policy';
-import { dataReply } from './replies';
-import { checkReply, findPrices } from './reply-check';
+} from '../../lib/chat/agents';
+import { detectLanguage, language } from '../../lib/chat/language';
+import { formatFacts, parseOntology, selectProducts } from '../../lib/chat/ontology';
+import { deliveryTopics, policyLines } from '../../lib/chat/policy';
+import { dataReply } from '../../lib/chat/replies';
+import { checkReply, findPrices } from '../../lib/chat/reply-check';
 import {
   keywordChoice,
   reconcileChoice,
@@ -28,8 +28,8 @@ import {
   routerProducts,
   routerSchema,
   routerSystemPrompt,
-} from './router';
-import { readChatState, writeChatState } from './state';
+} from '../../lib/chat/router';
+import { readChatState, writeChatState } from '../../lib/chat/state';
 import {
   CHAT_AGENTS,
   type AgentPrompts,
@@ -38,9 +38,9 @@ import {
   type ChatLine,
   type ComposedReply,
   type ProductFact,
-} from './types';
+} from '../../contracts/chat';
 
-export type { ChatActivities } from './types';
+export type { ChatActivities } from '../../contracts/chat';
 
 export interface ChatActivityDeps {
   storage: Storage;

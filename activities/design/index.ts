@@ -1,6 +1,6 @@
 /** Design storage activities (orchestrator queue): Terraform files go to S3, only keys and sizes come back. */
-import type { Storage } from '../storage/clients';
-import { designFileKey, type DesignFileRef } from '../../workflows/infra-design-types';
+import type { Storage } from '../../lib/storage/clients';
+import { designFileKey, type DesignFileRef } from '../../contracts/design';
 
 export interface DesignDeps {
   storage: Storage;

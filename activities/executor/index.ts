@@ -11,11 +11,11 @@ import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import { ErrorType } from '../../common/errors';
 import type { Logger } from '../../common/logger';
-import type { Storage } from '../storage/clients';
-import { INLINE_LOG_BYTES, type ContainerResult, type OutputFile, type RunContainerInput } from '../jobs/types';
-import { CONTAINER_PATHS, removeOrphans, runContainer } from './container';
-import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, extractZip, type ArchiveLimits } from './extract';
-import { startGateway } from './gateway';
+import type { Storage } from '../../lib/storage/clients';
+import { INLINE_LOG_BYTES, type ContainerResult, type OutputFile, type RunContainerInput } from '../../contracts/jobs';
+import { CONTAINER_PATHS, removeOrphans, runContainer } from '../../lib/executor/container';
+import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, extractZip, type ArchiveLimits } from '../../lib/zip/extract';
+import { startGateway } from '../../lib/executor/gateway';
 
 /** The SDK shipped with this checkout; bind-mounted read-only at /opt/ainode. */
 export const SDK_DIR = path.resolve(__dirname, '../../sdk/python');

@@ -3,9 +3,9 @@
  * rows. Cost is priced here, from the price table in config, so workflows never read configuration.
  */
 import { priceOf, type Config } from '../../common/config';
-import type { Storage } from '../storage/clients';
-import { recordJobResult } from './store';
-import type { ExecutionResult, JobInput } from './types';
+import type { Storage } from '../../lib/storage/clients';
+import { recordJobResult } from '../../lib/jobs/store';
+import type { ExecutionResult, JobInput } from '../../contracts/jobs';
 
 export interface JobsDeps {
   storage: Storage;

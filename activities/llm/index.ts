@@ -10,16 +10,16 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { AbortableAsyncIterator, ChatResponse, GenerateResponse, Ollama, Options } from 'ollama';
 import { ErrorType } from '../../common/errors';
 import { boundNumPredict, DEFAULT_NUM_PREDICT, type LlmCallKind, type NumPredictTable } from '../../common/llm-bounds';
-import type { LlmEmbedInput, LlmEmbedResult, LlmFormat, LlmOptions, LlmResult, LlmUsage } from '../../common/types';
-import { withRequestSignal } from './client';
-import { toLlmFailure } from './errors';
-import { RepetitionGuard } from './repetition';
-import type { LlmActivities } from './types';
+import type { LlmEmbedInput, LlmEmbedResult, LlmFormat, LlmOptions, LlmResult, LlmUsage } from '../../contracts/llm';
+import { withRequestSignal } from '../../lib/llm/client';
+import { toLlmFailure } from '../../lib/llm/errors';
+import { RepetitionGuard } from '../../lib/llm/repetition';
+import type { LlmActivities } from '../../contracts/llm';
 
-export type { LlmActivities } from './types';
-export { createOllamaClient, withRequestSignal } from './client';
-export { toLlmFailure, type LlmCallContext } from './errors';
-export { findRepetition, RepetitionGuard, type RepetitionCut } from './repetition';
+export type { LlmActivities } from '../../contracts/llm';
+export { createOllamaClient, withRequestSignal } from '../../lib/llm/client';
+export { toLlmFailure, type LlmCallContext } from '../../lib/llm/errors';
+export { findRepetition, RepetitionGuard, type RepetitionCut } from '../../lib/llm/repetition';
 export {
   createNodeActivities,
   WARM_KEEP_ALIVE,

@@ -8,7 +8,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ErrorType } from '../../common/errors';
-import { findModel, pollerCounts, type ModelCatalog } from './catalog';
+import { findModel, pollerCounts, type ModelCatalog } from '../../lib/llm/catalog';
 
 /** The Worker's client from the activity context, or undefined (e.g. a MockActivityEnvironment without one). */
 function activityClient(): Client | undefined {

@@ -6,8 +6,8 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Ollama } from 'ollama';
 import { ErrorType } from '../../common/errors';
 import { normalizeModel } from '../../common/task-queues';
-import { withRequestSignal } from './client';
-import { toLlmFailure } from './errors';
+import { withRequestSignal } from '../../lib/llm/client';
+import { toLlmFailure } from '../../lib/llm/errors';
 
 export interface NodeActivityDeps {
   ollama: Ollama;

@@ -1,7 +1,7 @@
 /** Terraform activities (orchestrator queue): combine generated snippets into files, and validate them. */
-import { combineTerraform } from './combine';
-import { findTerraformBinary, validateTerraform } from './validate';
-import type { TerraformValidation } from '../../workflows/infra-design-types';
+import { combineTerraform } from '../../lib/terraform/combine';
+import { findTerraformBinary, validateTerraform } from '../../lib/terraform/validate';
+import type { TerraformValidation } from '../../contracts/design';
 
 export interface TerraformDeps {
   /** terraform/tofu binary; default: AINODE_TERRAFORM_BIN or the first on PATH. `null` never runs it. */
@@ -29,5 +29,5 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
 }
 
 export type TerraformActivities = ReturnType<typeof createTerraformActivities>;
-export { combineTerraform, splitBlocks, stripFences } from './combine';
-export { staticValidate, validateTerraform, findTerraformBinary } from './validate';
+export { combineTerraform, splitBlocks, stripFences } from '../../lib/terraform/combine';
+export { staticValidate, validateTerraform, findTerraformBinary } from '../../lib/terraform/validate';

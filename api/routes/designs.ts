@@ -7,19 +7,20 @@
 import { randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { z } from 'zod';
-import { ApplicationFailure, defineSearchAttributeKey } from '@temporalio/common';
+import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
 import { requireModel } from '../model-check';
-import { SearchAttribute } from '../../common/types';
+
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { assertTenant, tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
-import { designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from '../../workflows/definitions';
-import { designFileKey, type DesignResult, type InfraDesignInput } from '../../workflows/infra-design-types';
+import { designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from '../../contracts/definitions';
+import { designFileKey, type DesignResult, type InfraDesignInput } from '../../contracts/design';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
 /** Longest request text; longer is a 413 (the body limit applies on top). */
 export const MAX_DESIGN_REQUEST_CHARS = 20_000;
@@ -133,11 +134,6 @@ registerRoute({
   responses: { 200: { description: 'The file', contentType: 'text/plain' }, 404: 'No such design or file' },
 });
 
-const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
-const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
-const tenantKey = defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD');
-const waitingKey = defineSearchAttributeKey(SearchAttribute.WaitingForInput, 'BOOL');
-
 export function designsRouter(deps: ApiDeps): Router {
   const { config, temporal, catalog, storage } = deps;
   const router = Router();
@@ -176,10 +172,10 @@ export function designsRouter(deps: ApiDeps): Router {
       workflowId: id,
       args: [input],
       typedSearchAttributes: [
-        { key: kindKey, value: 'design' },
-        { key: modelKey, value: model },
-        { key: tenantKey, value: tenant },
-        { key: waitingKey, value: false },
+        { key: SearchAttributeKey.Kind, value: 'design' },
+        { key: SearchAttributeKey.ModelId, value: model },
+        { key: SearchAttributeKey.TenantId, value: tenant },
+        { key: SearchAttributeKey.WaitingForInput, value: false },
       ],
       memo: { tenant, graph: body.graph },
       staticSummary: `design (${body.graph}) on ${model}: ${body.request.slice(0, 80)}`,

@@ -13,15 +13,15 @@ import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
-import { ArchiveError, checkEntryName, inspectZip } from '../../activities/executor/extract';
+import { ArchiveError, checkEntryName, inspectZip } from '../../lib/zip/extract';
 import {
   FunctionVersionConflict,
   getFunction,
   listFunctionVersions,
   putFunction,
   putFunctionVersion,
-} from '../../activities/jobs/store';
-import { FUNCTION_ID_PATTERN, type FunctionRecord } from '../../activities/jobs/types';
+} from '../../lib/jobs/store';
+import { FUNCTION_ID_PATTERN, type FunctionRecord } from '../../contracts/jobs';
 
 const UploadQuerySchema = z
   .object({

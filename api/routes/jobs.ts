@@ -8,18 +8,18 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { z } from 'zod';
-import { defineSearchAttributeKey, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { HttpError } from '../../common/errors';
 import { requireModel } from '../model-check';
 import { priceOf } from '../../common/config';
-import { SearchAttribute } from '../../common/types';
+
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
-import { checkEntryName } from '../../activities/executor/extract';
+import { checkEntryName } from '../../lib/zip/extract';
 import {
   aggregateUsage,
   createJobRecord,
@@ -27,10 +27,11 @@ import {
   getJobRecord,
   getJobResult,
   listJobRecords,
-} from '../../activities/jobs/store';
-import { FUNCTION_ID_PATTERN, type JobInput, type JobLiveStatus, type JobRecord } from '../../activities/jobs/types';
-import { jobStatusQuery } from '../../workflows/definitions';
+} from '../../lib/jobs/store';
+import { FUNCTION_ID_PATTERN, type JobInput, type JobLiveStatus, type JobRecord } from '../../contracts/jobs';
+import { jobStatusQuery } from '../../contracts/definitions';
 import type { jobWorkflow } from '../../workflows/job-workflow';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
 const MAX_MEMORY_MB = 8192;
 
@@ -130,13 +131,6 @@ registerRoute({
   responses: { 200: 'Rows per function and model, and totals' },
 });
 
-const keys = {
-  kind: defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD'),
-  model: defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD'),
-  fn: defineSearchAttributeKey(SearchAttribute.FunctionId, 'KEYWORD'),
-  tenant: defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD'),
-};
-
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -233,10 +227,10 @@ export function jobsRouter(deps: ApiDeps): Router {
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         typedSearchAttributes: [
-          { key: keys.kind, value: 'job' },
-          { key: keys.model, value: modelId },
-          { key: keys.fn, value: fn.functionId },
-          { key: keys.tenant, value: tenantId },
+          { key: SearchAttributeKey.Kind, value: 'job' },
+          { key: SearchAttributeKey.ModelId, value: modelId },
+          { key: SearchAttributeKey.FunctionId, value: fn.functionId },
+          { key: SearchAttributeKey.TenantId, value: tenantId },
         ],
         staticSummary: `job: ${fn.name ?? fn.functionId} (${fn.entry}) on ${modelId}`,
         staticDetails: `function ${fn.functionId} v${fn.version ?? 1} · tenant ${tenantId} · timeout ${input.limits.timeoutMs} ms · memory ${input.limits.memoryMb} MB`,

@@ -7,12 +7,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { defineSearchAttributeKey, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
 import { requireModel } from '../model-check';
 import { numPredictProblem } from '../../common/llm-bounds';
-import { ChatMessageSchema, LlmOptionsSchema, SearchAttribute } from '../../common/types';
+import { ChatMessageSchema, LlmOptionsSchema } from '../../contracts/llm';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
@@ -21,6 +21,7 @@ import { assertTenant, tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
 import type { promptWorkflow } from '../../workflows/prompt-workflow';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
 export const PromptBodySchema = z
   .object({
@@ -109,10 +110,6 @@ registerRoute({
   },
 });
 
-const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
-const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
-const tenantKey = defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD');
-
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 const STATUS: Record<string, z.infer<typeof StatusSchema>['status']> = {
@@ -157,9 +154,9 @@ export function promptsRouter(deps: ApiDeps): Router {
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         typedSearchAttributes: [
-          { key: kindKey, value: 'prompt' },
-          { key: modelKey, value: modelId },
-          { key: tenantKey, value: tenant },
+          { key: SearchAttributeKey.Kind, value: 'prompt' },
+          { key: SearchAttributeKey.ModelId, value: modelId },
+          { key: SearchAttributeKey.TenantId, value: tenant },
         ],
         memo: { tenant, requestHash },
         staticSummary: `prompt on ${modelId} for ${tenant}`,
@@ -188,7 +185,7 @@ export function promptsRouter(deps: ApiDeps): Router {
     const out: z.infer<typeof StatusSchema> = {
       id,
       status,
-      modelId: desc.typedSearchAttributes.get(modelKey),
+      modelId: desc.typedSearchAttributes.get(SearchAttributeKey.ModelId),
       startedAt: desc.startTime.toISOString(),
       ...(desc.closeTime ? { closedAt: desc.closeTime.toISOString() } : {}),
       webUiUrl: webUiUrl(id),

@@ -6,17 +6,19 @@
 import { randomUUID } from 'node:crypto';
 import express, { Router } from 'express';
 import { z } from 'zod';
-import { defineSearchAttributeKey } from '@temporalio/common';
+
 import type { Config } from '../../common/config';
 import { HttpError } from '../../common/errors';
 import { ORCHESTRATOR_QUEUE, normalizeModel } from '../../common/task-queues';
-import { SearchAttribute } from '../../common/types';
-import { SIGNATURE_HEADER, verifySignature } from '../../activities/channel/signature';
-import { chatMessageSignal, type ChatInboundMessage } from '../../workflows/definitions';
-import type { ChatWorkflowInput, chatWorkflow } from '../../workflows/chat-workflow';
+
+import { SIGNATURE_HEADER, verifySignature } from '../../lib/channel/signature';
+import { chatMessageSignal } from '../../contracts/definitions';
+import type { ChatInboundMessage, ChatWorkflowInput } from '../../contracts/chat';
+import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { registerRoute } from '../openapi';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
 /** The channel this webhook serves; part of every chat's workflow id and storage key. */
 export const CHANNEL = 'channel';
@@ -77,10 +79,6 @@ registerRoute({
     413: 'Body too large',
   },
 });
-
-const kindKey = defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD');
-const chatKey = defineSearchAttributeKey(SearchAttribute.ChatId, 'KEYWORD');
-const modelKey = defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD');
 
 /** The workflow input a new chat starts with, from config (tests override the windows and limits). */
 export function chatWorkflowInput(
@@ -164,9 +162,9 @@ export function webhooksRouter(deps: ApiDeps, opts: WebhooksRouterOptions = {}):
       signal: chatMessageSignal,
       signalArgs: [message],
       typedSearchAttributes: [
-        { key: kindKey, value: 'chat' },
-        { key: chatKey, value: entity.chatId },
-        { key: modelKey, value: input.model },
+        { key: SearchAttributeKey.Kind, value: 'chat' },
+        { key: SearchAttributeKey.ChatId, value: entity.chatId },
+        { key: SearchAttributeKey.ModelId, value: input.model },
       ],
       staticSummary: `chat ${entity.chatId} on ${input.channel}`,
     });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { readSearchAttributes } from './services';
 import { ROOT } from './toolchain';
-import type { Storage } from '../../activities/storage/clients';
+import type { Storage } from '../../lib/storage/clients';
 
 const execFileAsync = promisify(execFile);
 

@@ -13,12 +13,12 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Express } from 'express';
 import { parse } from '@cdktf/hcl2json';
 import { createApp } from '../../api/app';
-import { createCatalog } from '../../activities/llm/catalog';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
+import { createCatalog } from '../../lib/llm/catalog';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { MAX_DESIGN_REQUEST_CHARS } from '../../api/routes/designs';
-import { AWS_RESOURCE_TYPES } from '../../workflows/infra-design-catalog';
+import { AWS_RESOURCE_TYPES } from '../../workflows/design/catalog';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 
 jest.setTimeout(1_500_000);

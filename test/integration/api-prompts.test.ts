@@ -8,18 +8,19 @@ import request from 'supertest';
 import pino from 'pino';
 import type { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { defineSearchAttributeKey } from '@temporalio/common';
+
 import type { Express } from 'express';
 import { createApp } from '../../api/app';
-import { createCatalog } from '../../activities/llm/catalog';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
+import { createCatalog } from '../../lib/llm/catalog';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
-import { SearchAttribute } from '../../common/types';
+
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { startFakeOllama } from '../helpers/fake-ollama';
 import { startStreamingOllama, type StreamingOllama } from '../helpers/streaming-ollama';
 import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
 jest.setTimeout(180_000);
 
@@ -162,10 +163,8 @@ describe('POST /prompts → GET /prompts/:id', () => {
 
     // Visible in the Web UI / visibility queries under the tenant's name.
     const desc = await env.client.workflow.getHandle(id).describe();
-    expect(desc.typedSearchAttributes.get(defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD'))).toBe('prompt');
-    expect(desc.typedSearchAttributes.get(defineSearchAttributeKey(SearchAttribute.TenantId, 'KEYWORD'))).toBe(
-      'tenant-a',
-    );
+    expect(desc.typedSearchAttributes.get(SearchAttributeKey.Kind)).toBe('prompt');
+    expect(desc.typedSearchAttributes.get(SearchAttributeKey.TenantId)).toBe('tenant-a');
 
     // Another tenant cannot see it: the same 404 as for an id that does not exist.
     const foreign = await request(app).get(`/prompts/${id}`).set(auth(KEY_B));

@@ -9,20 +9,21 @@ import path from 'node:path';
 import { Worker, bundleWorkflowCode } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createLlmActivities, createOllamaClient } from '../../activities/llm';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
-import { listOutboxMessages, readChatState } from '../../activities/chat/state';
-import { parseOntology } from '../../activities/chat/ontology';
-import { generalSystemPrompt, PROMPT_MARKERS } from '../../activities/chat/agents';
-import { policyLines } from '../../activities/chat/policy';
-import { findEcho, findPrices } from '../../activities/chat/reply-check';
-import { routerSystemPrompt } from '../../activities/chat/router';
-import type { OutboxMessage } from '../../activities/channel/types';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
+import { listOutboxMessages, readChatState } from '../../lib/chat/state';
+import { parseOntology } from '../../lib/chat/ontology';
+import { generalSystemPrompt, PROMPT_MARKERS } from '../../lib/chat/agents';
+import { policyLines } from '../../lib/chat/policy';
+import { findEcho, findPrices } from '../../lib/chat/reply-check';
+import { routerSystemPrompt } from '../../lib/chat/router';
+import type { OutboxMessage } from '../../contracts/channel';
 import { CHANNEL, chatWorkflowId, chatWorkflowInput } from '../../api/routes/webhooks';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { llmQueue, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { Config } from '../../common/config';
-import { chatMessageSignal, type ChatInboundMessage } from '../../workflows/definitions';
-import type { chatWorkflow } from '../../workflows/chat-workflow';
+import { chatMessageSignal } from '../../contracts/definitions';
+import type { ChatInboundMessage } from '../../contracts/chat';
+import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 
 // The CPU model shares the machine with the rest of the suite: generous, and never asserted on speed.
@@ -46,7 +47,7 @@ beforeAll(async () => {
   await storage.putObject('shop/ontology.ttl', ontology, 'text/turtle');
   await storage.putObject('shop/delivery-policy.md', policy, 'text/markdown');
   const workflowBundle = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../../workflows/chat-workflow'),
+    workflowsPath: require.resolve('../../workflows/chat/chat-workflow'),
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
   });
   const orchestrator = await createOrchestratorWorker({

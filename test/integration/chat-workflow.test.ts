@@ -14,18 +14,19 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createApp } from '../../api/app';
 import type { ApiDeps } from '../../api/deps';
-import { createCatalog } from '../../activities/llm/catalog';
+import { createCatalog } from '../../lib/llm/catalog';
 import { createLlmActivities } from '../../activities/llm';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
-import { listOutboxMessages } from '../../activities/chat/state';
-import type { OutboxMessage } from '../../activities/channel/types';
-import { signBody, SIGNATURE_HEADER } from '../../activities/channel/signature';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
+import { listOutboxMessages } from '../../lib/chat/state';
+import type { OutboxMessage } from '../../contracts/channel';
+import { signBody, SIGNATURE_HEADER } from '../../lib/channel/signature';
 import { CHANNEL, chatWorkflowId, chatWorkflowInput } from '../../api/routes/webhooks';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { llmQueue, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { Config } from '../../common/config';
-import { chatMessageSignal, chatStatusQuery, type ChatInboundMessage } from '../../workflows/definitions';
-import type { chatWorkflow } from '../../workflows/chat-workflow';
+import { chatMessageSignal, chatStatusQuery } from '../../contracts/definitions';
+import type { ChatInboundMessage } from '../../contracts/chat';
+import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
@@ -138,7 +139,7 @@ beforeAll(async () => {
     await storage.putObject(`shop/${f}`, readFileSync(path.join(FIXTURES, f)), 'text/plain');
   }
   bundle = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../../workflows/chat-workflow'),
+    workflowsPath: require.resolve('../../workflows/chat/chat-workflow'),
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
   });
   const orchestrator = await createOrchestratorWorker({

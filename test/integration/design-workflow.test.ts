@@ -6,28 +6,28 @@
  * an HCL error fixed on the second pass, an exhausted fix budget, a follow-up message that revises the
  * design, and cancelling a design while it waits for answers and while it generates.
  */
-import { REQUIREMENT_QUESTIONS } from '../../workflows/infra-design-common';
+import { REQUIREMENT_QUESTIONS } from '../../workflows/design/common';
 import { Ollama } from 'ollama';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure, defineSearchAttributeKey } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { createLlmActivities } from '../../activities/llm';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createTerraformActivities } from '../../activities/terraform';
 import { createDesignActivities } from '../../activities/design';
 import { llmQueue } from '../../common/task-queues';
-import { SearchAttribute, type LlmChatInput } from '../../common/types';
+import { type LlmChatInput } from '../../contracts/llm';
 import {
   designAnswersSignal,
   designMessageSignal,
   designStatusQuery,
   submitDesignAnswersUpdate,
-} from '../../workflows/definitions';
-import { infraDesignWorkflow } from '../../workflows/infra-design-workflow';
-import { infraDesignV1Workflow } from '../../workflows/infra-design-v1-workflow';
-import type { DesignStatus, InfraDesignInput } from '../../workflows/infra-design-types';
-import { KEYWORD_INVALID_REPLY } from '../../workflows/infra-design-fallback';
+} from '../../contracts/definitions';
+import { infraDesignWorkflow } from '../../workflows/design/workflow';
+import { infraDesignV1Workflow } from '../../workflows/design/v1-workflow';
+import type { DesignStatus, InfraDesignInput } from '../../contracts/design';
+import { KEYWORD_INVALID_REPLY } from '../../workflows/design/fallback';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
@@ -36,6 +36,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
 /**
  * Recorded before DESIGN_STRUCTURED_PATCH: it replays the pre-patch node code, so it is never re-recorded
@@ -222,7 +223,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     ]);
     expect(round1.requirements).toMatchObject({ dataStores: 'S3' });
     expect(round1.node).toBe('ask');
-    const waitingKey = defineSearchAttributeKey(SearchAttribute.WaitingForInput, 'BOOL');
+    const waitingKey = SearchAttributeKey.WaitingForInput;
     expect((await handle.describe()).typedSearchAttributes.get(waitingKey)).toBe(true);
     // The validated update rejects an unknown question id without touching the design.
     const rejected = await handle

@@ -8,10 +8,10 @@ import path from 'node:path';
 import Docker from 'dockerode';
 import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { cleanupExecutor, createExecutorActivities } from '../../activities/executor';
-import { containersOfJob, removeOrphans } from '../../activities/executor/container';
-import type { ContainerResult, JobLimits, RunContainerInput } from '../../activities/jobs/types';
+import { containersOfJob, removeOrphans } from '../../lib/executor/container';
+import type { ContainerResult, JobLimits, RunContainerInput } from '../../contracts/jobs';
 import { services, testConfig, uid } from '../helpers/env';
 import { buildZip } from '../fixtures/jobs/zips';
 

@@ -7,26 +7,27 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
-import { defineSearchAttributeKey } from '@temporalio/common';
+
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { createStorage, ensureStorage, type Storage } from '../../activities/storage/clients';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createJobsActivities } from '../../activities/jobs';
-import { getJobRecord, createJobRecord, getJobResult } from '../../activities/jobs/store';
-import { containersOfJob, removeOrphans } from '../../activities/executor/container';
-import type { JobInput, JobLimits } from '../../activities/jobs/types';
-import { SearchAttribute } from '../../common/types';
+import { getJobRecord, createJobRecord, getJobResult } from '../../lib/jobs/store';
+import { containersOfJob, removeOrphans } from '../../lib/executor/container';
+import type { JobInput, JobLimits } from '../../contracts/jobs';
+
 import type { Config } from '../../common/config';
 import { createExecutorWorker } from '../../workers/executor';
 import { createLlmWorkers } from '../../workers/llm';
-import { jobStatusQuery } from '../../workflows/definitions';
+import { jobStatusQuery } from '../../contracts/definitions';
 import { jobWorkflow } from '../../workflows/job-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { buildZip } from '../fixtures/jobs/zips';
 import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
+import { SearchAttribute, SearchAttributeKey } from '../../common/search-attributes';
 
 jest.setTimeout(300_000);
 
@@ -167,9 +168,9 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
       workflowId: jobId,
       args: [input],
       typedSearchAttributes: [
-        { key: defineSearchAttributeKey(SearchAttribute.Kind, 'KEYWORD'), value: 'job' },
-        { key: defineSearchAttributeKey(SearchAttribute.ModelId, 'KEYWORD'), value: opts.model },
-        { key: defineSearchAttributeKey(SearchAttribute.FunctionId, 'KEYWORD'), value: 'fn-test' },
+        { key: SearchAttributeKey.Kind, value: 'job' },
+        { key: SearchAttributeKey.ModelId, value: opts.model },
+        { key: SearchAttributeKey.FunctionId, value: 'fn-test' },
       ],
       staticSummary: `job: fn-test on ${opts.model}`,
     });

@@ -17,7 +17,7 @@ import type { Toolchain } from '../../scripts/lib/toolchain';
 import { createLlmWorkers } from '../../workers/llm';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
-import { createCatalog } from '../../activities/llm/catalog';
+import { createCatalog } from '../../lib/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
 
 jest.setTimeout(600_000);

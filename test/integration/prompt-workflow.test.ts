@@ -4,14 +4,15 @@
  */
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { SearchAttribute } from '../../common/types';
+
 import { createLlmWorkers } from '../../workers/llm';
-import { promptStatusQuery } from '../../workflows/definitions';
+import { promptStatusQuery } from '../../contracts/definitions';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
-import { createCatalog } from '../../activities/llm/catalog';
+import { createCatalog } from '../../lib/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
+import { SearchAttribute } from '../../common/search-attributes';
 
 jest.setTimeout(180_000);
 

@@ -3,8 +3,8 @@ import pino from 'pino';
 import type { Client } from '@temporalio/client';
 import { createApp } from '../../api/app';
 import type { ApiDeps } from '../../api/deps';
-import type { Catalog, ModelCatalog } from '../../activities/llm/catalog';
-import type { Storage } from '../../activities/storage/clients';
+import type { Catalog, ModelCatalog } from '../../lib/llm/catalog';
+import type { Storage } from '../../lib/storage/clients';
 import { loadConfig } from '../../common/config';
 import { registeredRoutes } from '../../api/openapi';
 

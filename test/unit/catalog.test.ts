@@ -14,7 +14,7 @@ import {
   type Catalog,
   type ModelCatalog,
   type NodeAnswer,
-} from '../../activities/llm/catalog';
+} from '../../lib/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
 import { requireModel } from '../../api/model-check';
 import { errorHandler } from '../../api/middleware/errors';

@@ -1,4 +1,4 @@
-import type { ProductFact } from '../../activities/chat/types';
+import type { ProductFact } from '../../contracts/chat';
 import {
   extractPrices,
   factsReply,
@@ -6,8 +6,8 @@ import {
   groundProductReply,
   keywordRoute,
   parseRoute,
-} from '../../workflows/chat-workflow';
-import { signBody, verifySignature } from '../../activities/channel/signature';
+} from '../../workflows/chat/chat-workflow';
+import { signBody, verifySignature } from '../../lib/channel/signature';
 
 const shirt: ProductFact = {
   id: 's',

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { formatFacts, isOutOfStock, parseOntology, selectProducts } from '../../activities/chat/ontology';
-import { assembleMessages, productSystemPrompt } from '../../activities/chat/agents';
+import { formatFacts, isOutOfStock, parseOntology, selectProducts } from '../../lib/chat/ontology';
+import { assembleMessages, productSystemPrompt } from '../../lib/chat/agents';
 
 const ttl = readFileSync(path.join(__dirname, '..', 'fixtures', 'shop', 'ontology.ttl'), 'utf8');
 

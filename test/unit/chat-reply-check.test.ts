@@ -5,16 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { generalSystemPrompt, PROMPT_MARKERS, productSystemPrompt } from '../../activities/chat/agents';
-import {
-  detectLanguage,
-  dominantScript,
-  LANGUAGES,
-  languageMismatch,
-  politeFallback,
-} from '../../activities/chat/language';
-import { formatFacts, parseOntology } from '../../activities/chat/ontology';
-import { policyLines } from '../../activities/chat/policy';
+import { generalSystemPrompt, PROMPT_MARKERS, productSystemPrompt } from '../../lib/chat/agents';
+import { detectLanguage, dominantScript, LANGUAGES, languageMismatch, politeFallback } from '../../lib/chat/language';
+import { formatFacts, parseOntology } from '../../lib/chat/ontology';
+import { policyLines } from '../../lib/chat/policy';
 import {
   checkReply,
   findEcho,
@@ -22,7 +16,7 @@ import {
   findRepetition,
   lastFullSentence,
   type ReplyCheckContext,
-} from '../../activities/chat/reply-check';
+} from '../../lib/chat/reply-check';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 const products = parseOntology(readFileSync(path.join(FIXTURES, 'ontology.ttl'), 'utf8'));

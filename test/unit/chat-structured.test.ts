@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseOntology } from '../../activities/chat/ontology';
-import { deliveryTopics, plainLine } from '../../activities/chat/policy';
-import { dataReply, deliveryReply, noProductReply, productReply } from '../../activities/chat/replies';
+import { parseOntology } from '../../lib/chat/ontology';
+import { deliveryTopics, plainLine } from '../../lib/chat/policy';
+import { dataReply, deliveryReply, noProductReply, productReply } from '../../lib/chat/replies';
 import {
   keywordChoice,
   reconcileChoice,
@@ -15,8 +15,8 @@ import {
   routerMessages,
   routerProducts,
   routerSchema,
-} from '../../activities/chat/router';
-import { parseChoice, repairPrompt, supportedChoice } from '../../workflows/chat-workflow';
+} from '../../lib/chat/router';
+import { parseChoice, repairPrompt, supportedChoice } from '../../workflows/chat/chat-workflow';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 const products = parseOntology(readFileSync(path.join(FIXTURES, 'ontology.ttl'), 'utf8'));

@@ -1,11 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
-import {
-  containerCreateOptions,
-  CONTAINER_PATHS,
-  LABEL_EXECUTOR,
-  LABEL_JOB,
-} from '../../activities/executor/container';
-import { gatewayErrorOf } from '../../activities/executor/gateway';
+import { containerCreateOptions, CONTAINER_PATHS, LABEL_EXECUTOR, LABEL_JOB } from '../../lib/executor/container';
+import { gatewayErrorOf } from '../../lib/executor/gateway';
 import { ErrorType } from '../../common/errors';
 
 describe('container lockdown options', () => {

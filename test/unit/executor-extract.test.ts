@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ArchiveError, checkEntryName, extractZip, inspectZip } from '../../activities/executor/extract';
+import { ArchiveError, checkEntryName, extractZip, inspectZip } from '../../lib/zip/extract';
 import { buildZip } from '../fixtures/jobs/zips';
 
 describe('safe zip extraction', () => {

@@ -3,11 +3,11 @@
  * the keyword fallbacks (route, requirements, plan), the deterministic plan repair (unknown edges, cycles) and
  * the default resource bodies, which must combine into files the HCL parser and static checks accept.
  */
-import { routeDecision } from '../../workflows/infra-design-fallback';
+import { routeDecision } from '../../workflows/design/fallback';
 import { parse } from '@cdktf/hcl2json';
-import { combineTerraform } from '../../activities/terraform/combine';
-import { staticValidate } from '../../activities/terraform/validate';
-import { AWS_RESOURCE_TYPES, defaultResource, slug } from '../../workflows/infra-design-catalog';
+import { combineTerraform } from '../../lib/terraform/combine';
+import { staticValidate } from '../../lib/terraform/validate';
+import { AWS_RESOURCE_TYPES, defaultResource, slug } from '../../workflows/design/catalog';
 import {
   acceptPlan,
   FIX_SCHEMA,
@@ -20,15 +20,15 @@ import {
   ROUTE_SCHEMA,
   salvagePlan,
   validateJson,
-} from '../../workflows/infra-design-common';
+} from '../../workflows/design/common';
 import {
   KEYWORD_INVALID_REPLY,
   keywordPlan,
   keywordRequirements,
   keywordRoute,
   repairPlanGraph,
-} from '../../workflows/infra-design-fallback';
-import type { PlannedResource } from '../../workflows/infra-design-types';
+} from '../../workflows/design/fallback';
+import type { PlannedResource } from '../../contracts/design';
 
 jest.setTimeout(60_000);
 

@@ -1,8 +1,8 @@
 /** The design graph's pure pieces: block splitting/combining, plan levels, HCL rendering, and validation. */
-import { combineTerraform, splitBlocks } from '../../activities/terraform/combine';
-import { staticValidate, validateTerraform } from '../../activities/terraform/validate';
-import { normalizePlan, planLevels, renderResource, salvageResources } from '../../workflows/infra-design-common';
-import type { PlannedResource } from '../../workflows/infra-design-types';
+import { combineTerraform, splitBlocks } from '../../lib/terraform/combine';
+import { staticValidate, validateTerraform } from '../../lib/terraform/validate';
+import { normalizePlan, planLevels, renderResource, salvageResources } from '../../workflows/design/common';
+import type { PlannedResource } from '../../contracts/design';
 
 jest.setTimeout(60_000);
 

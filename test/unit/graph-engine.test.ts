@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createTemporalEnv, uid } from '../helpers/env';
-import { graphResumeSignal, graphResumeUpdate, graphStateQuery } from '../../workflows/definitions';
+import { graphResumeSignal, graphResumeUpdate, graphStateQuery } from '../../contracts/definitions';
 import { GraphErrorType, type GraphSnapshot } from '../../workflows/graph';
 import {
   graphFanOutWorkflow,

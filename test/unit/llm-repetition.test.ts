@@ -8,7 +8,7 @@ import {
   STRUCTURED_RULES,
   TEXT_RULES,
   type RepetitionCut,
-} from '../../activities/llm/repetition';
+} from '../../lib/llm/repetition';
 
 /** Streams `text` into a fresh guard in chunks of `size`, as tokens arrive; returns the first cut and where. */
 function stream(text: string, guard = new RepetitionGuard(), size = 4): { cut?: RepetitionCut; at: number } {

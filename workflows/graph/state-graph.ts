@@ -7,7 +7,10 @@
  */
 import type { Duration } from '@temporalio/common';
 import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
-import { graphResumeSignal, graphResumeUpdate, graphStateQuery } from '../definitions';
+import { graphResumeSignal, graphResumeUpdate, graphStateQuery } from '../../contracts/definitions';
+import type { GraphSnapshot, GraphStep, PendingInterrupt } from '../../contracts/graph';
+
+export type { GraphSnapshot, GraphStep, PendingInterrupt } from '../../contracts/graph';
 
 /** The virtual entry node: `addEdge(START, 'first')`. */
 export const START = '__start__';
@@ -102,36 +105,6 @@ export type NodeUpdate<S> = Partial<S> | void;
 export type NodeFn<S> = (state: S, ctx: NodeContext) => Promise<NodeUpdate<S>> | NodeUpdate<S>;
 /** Decides where to go after a node: a branch name (mapped by pathMap), a node, END, or Sends. */
 export type Router<S> = (state: S) => string | Send<S> | (string | Send<S>)[];
-
-/** One task the engine ran. */
-export interface GraphStep {
-  step: number;
-  node: string;
-  taskIndex: number;
-  /** Workflow time (deterministic), ms since epoch. */
-  startedAt: number;
-  durationMs: number;
-}
-
-export interface PendingInterrupt {
-  node: string;
-  request: unknown;
-  since: number;
-}
-
-/** What the state query returns. */
-export interface GraphSnapshot<S> {
-  graph: string;
-  status: 'idle' | 'running' | 'interrupted' | 'completed' | 'failed';
-  /** Nodes of the current superstep (several during a fan-out). */
-  currentNodes: string[];
-  /** The first current node, or the last one that ran. */
-  node: string | undefined;
-  step: number;
-  state: S;
-  steps: GraphStep[];
-  interrupt?: PendingInterrupt;
-}
 
 export interface CompileOptions<S> {
   /** Name shown in the snapshot. */

@@ -1,5 +1,5 @@
 /** The channel adapter contract: how chatWorkflow sends replies (imported as types only). */
-import type { ChatAgent, ChatReplyMeta } from '../chat/types';
+import type { ChatAgent, ChatReplyMeta } from './chat';
 
 export interface DeliverReplyInput {
   channel: string;

@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as Hcl2JsonModule from '@cdktf/hcl2json';
-import type { TerraformDiagnostic, TerraformValidation } from '../../workflows/infra-design-types';
+import type { TerraformDiagnostic, TerraformValidation } from '../../contracts/design';
 import { providerOf } from './combine';
 
 // Loaded on first use: the parser instantiates a Go WASM module at import (~50 MB of RSS), which the

@@ -4,9 +4,9 @@
  * request, and the deterministic repair of a plan's dependency graph (unknown edges dropped, cycles broken).
  * Pure functions of their input, so a replay takes the same path. Workflow-safe: no I/O.
  */
-import type { AwsResourceType } from './infra-design-catalog';
-import { MAX_PLAN_RESOURCES } from './infra-design-common';
-import type { PlannedResource } from './infra-design-types';
+import type { AwsResourceType } from './catalog';
+import { MAX_PLAN_RESOURCES } from './common';
+import type { PlannedResource } from '../../contracts/design';
 
 /** Words that make a request an infrastructure request for the keyword router. */
 const INFRA_WORDS =

@@ -3,9 +3,9 @@
  * activity input, so changing it never affects replay). The first line of every system message names the
  * node (`ainode design: <node>`): the Web UI history and the scripted test Ollama both key on it.
  */
-import type { ChatMessage } from '../common/types';
-import { MAX_QUESTIONS } from './infra-design-common';
-import type { PlannedResource } from './infra-design-types';
+import type { ChatMessage } from '../../contracts/llm';
+import { MAX_QUESTIONS } from './common';
+import type { PlannedResource } from '../../contracts/design';
 
 export const system = (node: string, text: string): ChatMessage => ({
   role: 'system',

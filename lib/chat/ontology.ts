@@ -3,7 +3,7 @@
  * extracted here are the only prices and stock levels the product agent may state.
  */
 import { DataFactory, Parser, Store, type Term } from 'n3';
-import type { ProductFact } from './types';
+import type { ProductFact } from '../../contracts/chat';
 
 const SCHEMA = 'https://schema.org/';
 const SCHEMA_HTTP = 'http://schema.org/';

@@ -11,9 +11,9 @@ import {
   proxyActivities,
   type ActivityOptions,
 } from '@temporalio/workflow';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
-import type { LlmCallKind } from '../common/llm-bounds';
-import { llmQueue } from '../common/task-queues';
+import { NON_RETRYABLE_ERROR_TYPES } from '../../common/errors';
+import type { LlmCallKind } from '../../common/llm-bounds';
+import { llmQueue } from '../../common/task-queues';
 import {
   addUsage,
   emptyUsage,
@@ -22,12 +22,12 @@ import {
   type LlmOptions,
   type LlmResult,
   type LlmUsage,
-} from '../common/types';
-import type { LlmActivities } from '../activities/llm/types';
-import type { TerraformActivities } from '../activities/terraform';
-import type { DesignActivities } from '../activities/design';
-import { AWS_RESOURCE_TYPES } from './infra-design-catalog';
-import { LLM_CALL, STORAGE } from './policies';
+} from '../../contracts/llm';
+import type { LlmActivities } from '../../contracts/llm';
+import type { TerraformActivities } from '../../activities/terraform';
+import type { DesignActivities } from '../../activities/design';
+import { AWS_RESOURCE_TYPES } from './catalog';
+import { LLM_CALL, STORAGE } from '../policies';
 import {
   DESIGN_FILE_NAMES,
   type GeneratedBlock,
@@ -35,9 +35,9 @@ import {
   type InfraDesignInput,
   type LlmPath,
   type PlannedResource,
-} from './infra-design-types';
+} from '../../contracts/design';
 
-export type { GeneratedBlock, GeneratedResource } from './infra-design-types';
+export type { GeneratedBlock, GeneratedResource } from '../../contracts/design';
 
 /**
  * Failure type of a design that has no usable plan: the model's plan stayed invalid after the repair request

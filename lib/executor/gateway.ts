@@ -10,10 +10,10 @@ import http from 'node:http';
 import { z } from 'zod';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { ChatMessageSchema, LlmOptionsSchema } from '../../common/types';
+import { ChatMessageSchema, LlmOptionsSchema } from '../../contracts/llm';
 import { ErrorType } from '../../common/errors';
-import { llmCallUpdate } from '../../workflows/definitions';
-import type { LlmCallReply, LlmCallRequest } from '../jobs/types';
+import { llmCallUpdate } from '../../contracts/definitions';
+import type { LlmCallReply, LlmCallRequest } from '../../contracts/jobs';
 
 const MAX_BODY_BYTES = 1_048_576;
 /** In-flight calls per job: user code cannot flood Temporal with unbounded concurrent updates. */

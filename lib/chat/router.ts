@@ -3,7 +3,7 @@
  * data (product names from the ontology, delivery topics from the policy). The model only chooses; the
  * reply's facts are written by code. The keyword choice here is the deterministic fallback. Pure.
  */
-import type { ChatMessage } from '../../common/types';
+import type { ChatMessage } from '../../contracts/llm';
 import { DELIVERY_TOPIC_RULES, type DeliveryTopic } from './policy';
 import {
   CHAT_AGENTS,
@@ -13,7 +13,7 @@ import {
   type ChatAgent,
   type ChatChoice,
   type ChatLine,
-} from './types';
+} from '../../contracts/chat';
 
 /** A tiny model cannot choose among hundreds of names, and the schema travels with every call. */
 export const MAX_ENUM_PRODUCTS = 40;

@@ -2,7 +2,7 @@
  * Shapes of the job path (API → jobWorkflow → runJobContainer → persistence). Types only, so workflows can
  * `import type` them without pulling activity code into the workflow bundle (one constant, no imports).
  */
-import type { ChatMessage, LlmFormat, LlmOptions } from '../../common/types';
+import type { ChatMessage, LlmFormat, LlmOptions } from './llm';
 
 /** Per-job resource and metering limits; the API fills them from config and the request. */
 export interface JobLimits {

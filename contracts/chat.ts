@@ -1,5 +1,5 @@
 /** The chat activity contract: what chatWorkflow proxies on the orchestrator queue (imported as types only). */
-import type { ChatMessage } from '../../common/types';
+import type { ChatMessage } from './llm';
 
 export type ChatAgent = 'product' | 'delivery' | 'general';
 export const CHAT_AGENTS: readonly ChatAgent[] = ['product', 'delivery', 'general'];
@@ -174,4 +174,66 @@ export interface ChatActivities {
   /** The stored state of a chat, for a fresh run after the previous one closed. */
   loadChatState(input: { channel: string; chatId: string }): Promise<ChatState | undefined>;
   saveChatState(state: ChatState): Promise<void>;
+}
+
+// ---------------------------------------------------------------- chatWorkflow input, messages, status, carry and result
+/** One customer or manager message, as the webhook delivers it to `chat-<channel>-<chatId>`. */
+export interface ChatInboundMessage {
+  /** The channel's message id: the dedup key (a redelivered webhook carries the same id). */
+  id: string;
+  text: string;
+  personType: 'user' | 'manager';
+  /** When the channel says it was written (ms since epoch). */
+  createdAt: number;
+}
+/** Where a chat stands: what the API's `GET /chats/:chatId` falls back to before the first turn is stored. */
+export interface ChatStatus {
+  channel: string;
+  chatId: string;
+  /** Answered batches over the whole conversation (across continue-as-new). */
+  turns: number;
+  /** Messages waiting for the next answer (debouncing, or arrived while answering). */
+  pending: number;
+  paused: boolean;
+  pausedUntil?: number;
+  lastAgent?: string;
+  phase: 'idle' | 'debouncing' | 'answering' | 'paused';
+}
+
+export interface ChatWorkflowInput {
+  channel: string;
+  chatId: string;
+  model: string;
+  /** Debounce: answer once no message arrived for this long... */
+  quietMs: number;
+  /** ...but never later than this after the first unanswered message. */
+  maxWaitMs: number;
+  /** Close the run after this long without messages (state stays in DynamoDB for the next run). */
+  idleCloseMs: number;
+  /** A manager's message pauses the bot this long, unless resumed earlier. */
+  managerPauseMs: number;
+  /** Answered batches per run before continue-as-new (Temporal may suggest it earlier). */
+  turnLimit: number;
+  /** S3 prefix of the shop's ontology and delivery policy. */
+  shopPrefix: string;
+  /** Set by continue-as-new only. */
+  carried?: ChatCarry;
+}
+
+/** What one run hands to the next. */
+export interface ChatCarry {
+  state: ChatState;
+  pending: PendingChatMessage[];
+  firstPendingAt?: number;
+  lastMessageAt?: number;
+  lastActivityAt: number;
+}
+
+export interface PendingChatMessage extends ChatInboundMessage {
+  receivedAt: number;
+}
+
+export interface ChatWorkflowResult {
+  turns: number;
+  closedBy: 'idle';
 }

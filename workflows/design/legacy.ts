@@ -20,8 +20,8 @@ import {
   tallyOf,
   type DesignActs,
   type GeneratedResource,
-} from './infra-design-common';
-import type { DesignState } from './infra-design-graph';
+} from './common';
+import type { DesignState } from './graph';
 import {
   acceptFixedFiles,
   fixMessages,
@@ -29,7 +29,7 @@ import {
   generateMessages,
   planMessages,
   routeMessages,
-} from './infra-design-prompts';
+} from './prompts';
 
 type Node = (s: DesignState) => Promise<Partial<DesignState>>;
 

@@ -1,6 +1,6 @@
 /** Shared data shapes and zod schemas. Workflow-safe: no Node built-ins, no I/O. */
 import { z } from 'zod';
-import type { LlmCallKind } from './llm-bounds';
+import type { LlmCallKind } from '../common/llm-bounds';
 
 export const ChatMessageSchema = z.object({
   role: z.enum(['system', 'user', 'assistant', 'tool']),
@@ -104,14 +104,9 @@ export function addUsage(a: LlmUsage, b: LlmUsage): LlmUsage {
   };
 }
 
-/** Search attributes registered on the Temporal namespace (temporal-config/search-attributes.json). */
-export const SearchAttribute = {
-  Kind: 'AinodeKind',
-  ModelId: 'ModelId',
-  FunctionId: 'FunctionId',
-  ChatId: 'ChatId',
-  TenantId: 'TenantId',
-  WaitingForInput: 'WaitingForInput',
-} as const;
-
-export type AinodeKind = 'prompt' | 'job' | 'design' | 'chat';
+/** The llm activity contract: what workflows proxy on `ainode-llm.<model>` queues. */
+export interface LlmActivities {
+  llmChat(input: LlmChatInput): Promise<LlmResult>;
+  llmGenerate(input: LlmGenerateInput): Promise<LlmResult>;
+  llmEmbed(input: LlmEmbedInput): Promise<LlmEmbedResult>;
+}

@@ -17,7 +17,7 @@ import {
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
-import type { ChannelActivities } from '../activities/channel/types';
+import type { ChannelActivities } from '../../contracts/channel';
 import type {
   ChatActivities,
   ChatAgent,
@@ -28,55 +28,12 @@ import type {
   ChatState,
   ChatTurnPlan,
   ProductFact,
-} from '../activities/chat/types';
-import type { ChatMessage } from '../common/types';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
-import {
-  chatMessageSignal,
-  chatResumeSignal,
-  chatStatusQuery,
-  type ChatInboundMessage,
-  type ChatStatus,
-} from './definitions';
-import { LLM_CALL, STORAGE, llmActivities } from './policies';
-
-export interface ChatWorkflowInput {
-  channel: string;
-  chatId: string;
-  model: string;
-  /** Debounce: answer once no message arrived for this long... */
-  quietMs: number;
-  /** ...but never later than this after the first unanswered message. */
-  maxWaitMs: number;
-  /** Close the run after this long without messages (state stays in DynamoDB for the next run). */
-  idleCloseMs: number;
-  /** A manager's message pauses the bot this long, unless resumed earlier. */
-  managerPauseMs: number;
-  /** Answered batches per run before continue-as-new (Temporal may suggest it earlier). */
-  turnLimit: number;
-  /** S3 prefix of the shop's ontology and delivery policy. */
-  shopPrefix: string;
-  /** Set by continue-as-new only. */
-  carried?: ChatCarry;
-}
-
-/** What one run hands to the next. */
-export interface ChatCarry {
-  state: ChatState;
-  pending: PendingMessage[];
-  firstPendingAt?: number;
-  lastMessageAt?: number;
-  lastActivityAt: number;
-}
-
-interface PendingMessage extends ChatInboundMessage {
-  receivedAt: number;
-}
-
-export interface ChatWorkflowResult {
-  turns: number;
-  closedBy: 'idle';
-}
+} from '../../contracts/chat';
+import type { ChatMessage } from '../../contracts/llm';
+import { NON_RETRYABLE_ERROR_TYPES } from '../../common/errors';
+import { chatMessageSignal, chatResumeSignal, chatStatusQuery } from '../../contracts/definitions';
+import { LLM_CALL, STORAGE, llmActivities } from '../policies';
+import type { ChatStatus, ChatWorkflowInput, ChatWorkflowResult, PendingChatMessage } from '../../contracts/chat';
 
 /** Lines kept verbatim in state; older ones are folded into the running summary. */
 export const HISTORY_KEEP = 30;
@@ -129,7 +86,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
     seenIds: [],
     updatedAt: Date.now(),
   };
-  const pending: PendingMessage[] = [...(input.carried?.pending ?? [])];
+  const pending: PendingChatMessage[] = [...(input.carried?.pending ?? [])];
   let firstPendingAt = input.carried?.firstPendingAt;
   let lastMessageAt = input.carried?.lastMessageAt;
   let lastActivityAt = input.carried?.lastActivityAt ?? Date.now();
@@ -264,7 +221,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
     }
   }
 
-  async function answer(batch: PendingMessage[]): Promise<void> {
+  async function answer(batch: PendingChatMessage[]): Promise<void> {
     // Runs recorded before structured replies replay through the free-text path they took.
     if (!patched(STRUCTURED_REPLIES_PATCH)) return answerFreeText(batch);
     const history = state.messages.slice();
@@ -377,7 +334,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
   }
 
   /** Records and sends a reply, unless a manager took over meanwhile. */
-  async function sendReply(batch: PendingMessage[], text: string, agent: ChatAgent, meta?: ChatReplyMeta) {
+  async function sendReply(batch: PendingChatMessage[], text: string, agent: ChatAgent, meta?: ChatReplyMeta) {
     state.turns++;
     state.lastAgent = agent;
     if (state.paused) {
@@ -402,7 +359,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
   }
 
   /** Before structured replies: route, then the agent writes free text, grounded afterwards (kept for replay). */
-  async function answerFreeText(batch: PendingMessage[]): Promise<void> {
+  async function answerFreeText(batch: PendingChatMessage[]): Promise<void> {
     const history = state.messages.slice();
     const texts = batch.map((m) => m.text);
     for (const m of batch) record({ role: 'customer', text: m.text, at: m.receivedAt, id: m.id });

@@ -2,9 +2,9 @@
  * The three agents' prompts. Each agent gets its facts in the system prompt (product: ontology lines;
  * delivery: the policy text) and is told to answer only from them; the history follows as chat turns.
  */
-import type { ChatMessage } from '../../common/types';
+import type { ChatMessage } from '../../contracts/llm';
 import { formatFacts } from './ontology';
-import type { ChatLine, ProductFact } from './types';
+import type { ChatLine, ProductFact } from '../../contracts/chat';
 
 /** Lines of history sent to the model: enough for follow-ups, bounded for a small context window. */
 export const HISTORY_TO_MODEL = 12;

@@ -5,7 +5,7 @@
 import { isOutOfStock } from './ontology';
 import { deliveryTopics, policyLines, type DeliveryTopic } from './policy';
 import { language } from './language';
-import { NO_PRODUCT, OTHER_INTENT, type ChatChoice, type ProductFact } from './types';
+import { NO_PRODUCT, OTHER_INTENT, type ChatChoice, type ProductFact } from '../../contracts/chat';
 
 /** Names listed when the customer named no product. */
 export const MAX_NAMES_LISTED = 8;

@@ -15,12 +15,17 @@ import {
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { ErrorType } from '../common/errors';
-import { SearchAttribute, type ChatMessage } from '../common/types';
-import { designAnswersSignal, designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from './definitions';
-import { channels, END, Send, START, StateGraph, type CompiledGraph, type PendingInterrupt } from './graph';
-import { defaultResource } from './infra-design-catalog';
+
+import { ErrorType } from '../../common/errors';
+import { type ChatMessage } from '../../contracts/llm';
+import {
+  designAnswersSignal,
+  designMessageSignal,
+  designStatusQuery,
+  submitDesignAnswersUpdate,
+} from '../../contracts/definitions';
+import { channels, END, Send, START, StateGraph, type CompiledGraph, type PendingInterrupt } from '../graph';
+import { defaultResource } from './catalog';
 import {
   acceptPlan,
   addTally,
@@ -48,16 +53,9 @@ import {
   type GeneratedResource,
   type StructuredOutcome,
   type UsageTally,
-} from './infra-design-common';
-import {
-  keywordPlan,
-  keywordRequirements,
-  keywordRoute,
-  namedTypes,
-  repairPlanGraph,
-  routeDecision,
-} from './infra-design-fallback';
-import { legacyV2Nodes } from './infra-design-legacy';
+} from './common';
+import { keywordPlan, keywordRequirements, keywordRoute, namedTypes, repairPlanGraph, routeDecision } from './fallback';
+import { legacyV2Nodes } from './legacy';
 import {
   acceptFixedFiles,
   fixMessages,
@@ -65,7 +63,7 @@ import {
   generateMessages,
   planMessages,
   routeMessages,
-} from './infra-design-prompts';
+} from './prompts';
 import type {
   DesignFileRef,
   DesignGraphVersion,
@@ -77,11 +75,10 @@ import type {
   LlmPath,
   PlannedResource,
   TerraformValidation,
-} from './infra-design-types';
+} from '../../contracts/design';
+import { SearchAttributeKey } from '../../common/search-attributes';
 
-export { DESIGN_PLAN_INVALID } from './infra-design-common';
-
-const WAITING_KEY = defineSearchAttributeKey(SearchAttribute.WaitingForInput, SearchAttributeType.BOOL);
+export { DESIGN_PLAN_INVALID } from './common';
 
 export interface DesignState {
   request: string;
@@ -501,7 +498,7 @@ export async function runDesign<S extends object>(opts: {
   const graph = opts.build({
     structured,
     onInterrupt: (pending) => {
-      upsertSearchAttributes([{ key: WAITING_KEY, value: Boolean(pending) }]);
+      upsertSearchAttributes([{ key: SearchAttributeKey.WaitingForInput, value: Boolean(pending) }]);
       const n = Array.isArray(pending?.request) ? pending.request.length : 0;
       setCurrentDetails(pending ? `Waiting for answers to ${n} question(s) (node ${pending.node})` : 'Running');
     },

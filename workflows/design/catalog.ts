@@ -5,7 +5,7 @@
  * the resource's planned dependencies (or a declared variable), so the combined module always passes the
  * static checks. Pure workflow code: no I/O.
  */
-import type { GeneratedBlock, GeneratedResource, PlannedResource } from './infra-design-types';
+import type { GeneratedBlock, GeneratedResource, PlannedResource } from '../../contracts/design';
 
 export const AWS_RESOURCE_TYPES = [
   // storage and static sites

@@ -5,45 +5,16 @@
 import { defineQuery } from '@temporalio/workflow';
 import { defineSignal } from '@temporalio/workflow';
 import { defineUpdate } from '@temporalio/workflow';
-import type { LlmUsage } from '../common/types';
-import type { GraphSnapshot } from './graph/state-graph';
-import type { DesignAnswers, DesignAnswersAck, DesignFollowUp, DesignStatus } from './infra-design-types';
-import type { JobLiveStatus, LlmCallReply, LlmCallRequest } from '../activities/jobs/types';
+import type { ChatInboundMessage, ChatStatus } from './chat';
+import type { PromptStatus } from './prompt';
+import type { GraphSnapshot } from './graph';
+import type { DesignAnswers, DesignAnswersAck, DesignFollowUp, DesignStatus } from './design';
+import type { JobLiveStatus, LlmCallReply, LlmCallRequest } from './jobs';
 
 // ---------------------------------------------------------------- promptWorkflow
-/** Where a one-shot prompt stands; `nodeId`/`usage` once the model answered, `error` when it failed. */
-export interface PromptStatus {
-  phase: 'running' | 'completed' | 'failed';
-  modelId: string;
-  nodeId?: string;
-  usage?: LlmUsage;
-  error?: string;
-}
 export const promptStatusQuery = defineQuery<PromptStatus>('promptStatus');
 
 // ---------------------------------------------------------------- chatWorkflow
-/** One customer or manager message, as the webhook delivers it to `chat-<channel>-<chatId>`. */
-export interface ChatInboundMessage {
-  /** The channel's message id: the dedup key (a redelivered webhook carries the same id). */
-  id: string;
-  text: string;
-  personType: 'user' | 'manager';
-  /** When the channel says it was written (ms since epoch). */
-  createdAt: number;
-}
-/** Where a chat stands: what the API's `GET /chats/:chatId` falls back to before the first turn is stored. */
-export interface ChatStatus {
-  channel: string;
-  chatId: string;
-  /** Answered batches over the whole conversation (across continue-as-new). */
-  turns: number;
-  /** Messages waiting for the next answer (debouncing, or arrived while answering). */
-  pending: number;
-  paused: boolean;
-  pausedUntil?: number;
-  lastAgent?: string;
-  phase: 'idle' | 'debouncing' | 'answering' | 'paused';
-}
 /** A message from the channel (customer or manager); redeliveries are ignored by id. */
 export const chatMessageSignal = defineSignal<[ChatInboundMessage]>('chatMessage');
 /** Ends a manager's pause: the bot answers again from the next customer message. */

@@ -4,7 +4,7 @@
  * by the safe data-only reply, and the reason is recorded. Pure.
  */
 import { languageMismatch, type DetectedLanguage } from './language';
-import type { ReplyProblemReason } from './types';
+import type { ReplyProblemReason } from '../../contracts/chat';
 
 export interface ReplyProblem {
   reason: ReplyProblemReason;

@@ -3,7 +3,7 @@
  * activities and the API. Workflow-safe: types and plain constants only.
  */
 import type { Duration } from '@temporalio/common';
-import type { LlmUsage } from '../common/types';
+import type { LlmUsage } from './llm';
 
 /** One clarifying question; answers are keyed by `id`. */
 export interface DesignQuestion {

@@ -4,8 +4,8 @@
  * or sends the draft back with review notes, bounded) → combine → validate → store.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import { channels, END, START, StateGraph, type CompiledGraph } from './graph';
-import { defaultResource, isKnownType } from './infra-design-catalog';
+import { channels, END, START, StateGraph, type CompiledGraph } from '../graph';
+import { defaultResource, isKnownType } from './catalog';
 import {
   addTally,
   AWS_TYPE_SCHEMA,
@@ -28,10 +28,10 @@ import {
   type JsonSchema,
   validateJson,
   type UsageTally,
-} from './infra-design-common';
-import { keywordPlan, keywordRequirements, repairPlanGraph } from './infra-design-fallback';
-import { recordPath, regionOf, runDesign, userWords, type DesignGraphOptions } from './infra-design-graph';
-import type { ChatMessage } from '../common/types';
+} from './common';
+import { keywordPlan, keywordRequirements, repairPlanGraph } from './fallback';
+import { recordPath, regionOf, runDesign, userWords, type DesignGraphOptions } from './graph';
+import type { ChatMessage } from '../../contracts/llm';
 import type {
   DesignFileRef,
   DesignPhase,
@@ -41,7 +41,7 @@ import type {
   LlmPath,
   PlannedResource,
   TerraformValidation,
-} from './infra-design-types';
+} from '../../contracts/design';
 
 interface V1State {
   messages: ChatMessage[];

@@ -3,14 +3,8 @@
  * route → gather (⇄ human answers) → plan (⇄ once on a bad plan) → generate (per level, in parallel) →
  * combine → validate ⇄ fix → store. A follow-up message revises the design from `gather`.
  */
-import {
-  buildInfraDesignGraph,
-  runDesign,
-  stateForRevision,
-  viewDesignState,
-  type DesignState,
-} from './infra-design-graph';
-import type { DesignResult, InfraDesignInput } from './infra-design-types';
+import { buildInfraDesignGraph, runDesign, stateForRevision, viewDesignState, type DesignState } from './graph';
+import type { DesignResult, InfraDesignInput } from '../../contracts/design';
 
 /** Designs infrastructure from a plain-language request; see the file header. */
 export async function infraDesignWorkflow(input: InfraDesignInput): Promise<DesignResult> {

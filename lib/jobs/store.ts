@@ -17,7 +17,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import type { Storage } from '../storage/clients';
-import type { ExecutionResult, FunctionRecord, JobRecord, JobStatusName } from './types';
+import type { ExecutionResult, FunctionRecord, JobRecord, JobStatusName } from '../../contracts/jobs';
 
 const tenantPk = (tenantId: string) => `tenant#${tenantId}`;
 /** Logs kept on the DynamoDB record; the full result is in S3. */

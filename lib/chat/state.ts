@@ -4,8 +4,8 @@
  */
 import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { Storage } from '../storage/clients';
-import type { OutboxMessage } from '../channel/types';
-import type { ChatState } from './types';
+import type { OutboxMessage } from '../../contracts/channel';
+import type { ChatState } from '../../contracts/chat';
 
 export const chatPk = (channel: string, chatId: string) => `chat#${channel}#${chatId}`;
 const STATE_SK = 'state';
