@@ -5,17 +5,18 @@
  * the workflow (running llm activities learn it from their heartbeats); files stream from S3.
  */
 import { randomUUID } from 'node:crypto';
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { ApplicationFailure } from '@temporalio/common';
-import type { WorkflowHandle } from '@temporalio/client';
+import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
 import { requireModel } from '../model-check';
 
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
-import { assertTenant, tenantOf } from '../middleware/auth';
+import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiUrl } from '../workflow-routes';
+import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
 import { designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from '../../contracts/definitions';
@@ -64,17 +65,8 @@ const AnswersSchema = z
   .strict();
 const MessageSchema = z.object({ message: z.string().trim().min(1).max(MAX_DESIGN_REQUEST_CHARS) }).strict();
 
-const CancellingSchema = z.object({ id: z.string(), status: z.literal('cancelling') });
-
 /** Phases of a design that has finished and only waits for follow-up messages: nothing to cancel. */
 const FINISHED_PHASES = new Set(['completed', 'invalid', 'ended']);
-
-const AcceptedSchema = z.object({
-  id: z.string(),
-  status: z.literal('running'),
-  statusUrl: z.string(),
-  webUiUrl: z.string(),
-});
 
 registerRoute({
   method: 'post',
@@ -137,16 +129,7 @@ registerRoute({
 export function designsRouter(deps: ApiDeps): Router {
   const { config, temporal, catalog, storage } = deps;
   const router = Router();
-  const webUiUrl = (id: string) =>
-    `${config.TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(id)}`;
-
-  /** The design's handle and description, after the tenant check (another tenant's design is a 404). */
-  async function owned(req: Parameters<typeof tenantOf>[0], id: string) {
-    const handle: WorkflowHandle = temporal.workflow.getHandle(id);
-    const desc = await handle.describe();
-    assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Design');
-    return { handle, desc };
-  }
+  const owned = (req: Request, id: string) => ownedWorkflow(temporal, req, id, 'Design');
 
   router.post('/designs', async (req, res) => {
     const tenant = tenantOf(req);
@@ -183,13 +166,13 @@ export function designsRouter(deps: ApiDeps): Router {
     res
       .status(202)
       .location(`/designs/${id}`)
-      .json({ id, status: 'running', statusUrl: `${config.API_PUBLIC_URL}/designs/${id}`, webUiUrl: webUiUrl(id) });
+      .json(acceptedBody(config, 'designs', id));
   });
 
   router.get('/designs/:id', async (req, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const { handle, desc } = await owned(req, id);
-    const base = { id, webUiUrl: webUiUrl(id), startedAt: desc.startTime.toISOString() };
+    const base = { id, webUiUrl: webUiUrl(config, id), startedAt: desc.startTime.toISOString() };
     if (desc.status.name === 'RUNNING') {
       const status = await handle.query(designStatusQuery);
       res.json({ ...base, status: 'running', ...status });
@@ -226,9 +209,7 @@ export function designsRouter(deps: ApiDeps): Router {
   router.post('/designs/:id/cancel', async (req, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const { handle, desc } = await owned(req, id);
-    if (desc.status.name !== 'RUNNING') {
-      throw new HttpError(409, 'conflict', `design ${id} has already closed (${desc.status.name.toLowerCase()})`);
-    }
+    assertRunning(desc, (closed) => `design ${id} has already closed (${closed})`);
     // A finished design only waits for follow-up messages; its result stands.
     const phase = await handle
       .query(designStatusQuery)
@@ -245,13 +226,7 @@ export function designsRouter(deps: ApiDeps): Router {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const body = parse(AnswersSchema, req.body, 'body');
     const { handle, desc } = await owned(req, id);
-    if (desc.status.name !== 'RUNNING') {
-      throw new HttpError(
-        409,
-        'conflict',
-        `design ${id} is not waiting for answers (it has ${desc.status.name.toLowerCase()})`,
-      );
-    }
+    assertRunning(desc, (closed) => `design ${id} is not waiting for answers (it has ${closed})`);
     // The update's validator rejects (409/400 via the error middleware) before anything enters the history.
     const ack = await handle.executeUpdate(submitDesignAnswersUpdate, { args: [body] });
     res.json({ id, ...ack });
@@ -261,13 +236,7 @@ export function designsRouter(deps: ApiDeps): Router {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const body = parse(MessageSchema, req.body, 'body');
     const { handle, desc } = await owned(req, id);
-    if (desc.status.name !== 'RUNNING') {
-      throw new HttpError(
-        409,
-        'conflict',
-        `design ${id} has closed (${desc.status.name.toLowerCase()}); start a new one`,
-      );
-    }
+    assertRunning(desc, (closed) => `design ${id} has closed (${closed}); start a new one`);
     await handle.signal(designMessageSignal, body);
     res.status(202).json({ id, accepted: true });
   });
@@ -284,6 +253,11 @@ export function designsRouter(deps: ApiDeps): Router {
   });
 
   return router;
+}
+
+/** 409 once the design's workflow has closed; `message` gets its closed status (`completed`, `failed`, ...). */
+function assertRunning(desc: WorkflowExecutionDescription, message: (closed: string) => string): void {
+  if (desc.status.name !== 'RUNNING') throw new HttpError(409, 'conflict', message(desc.status.name.toLowerCase()));
 }
 
 /** The ApplicationFailure type in a failure's cause chain. */

@@ -5,7 +5,6 @@
  * `POST /jobs/:id/cancel` kills it; `GET /jobs/:id/outputs/:name` streams a file the script wrote to /out;
  * `GET /usage` aggregates metered tokens and cost per function and model.
  */
-import { createHash, randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { z } from 'zod';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
@@ -16,6 +15,8 @@ import { priceOf } from '../../common/config';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
+import { idempotencyKeyOf, idempotentId } from '../idempotency';
+import { webUiUrl } from '../workflow-routes';
 import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
@@ -64,7 +65,6 @@ export const RunBodySchema = z
 
 const IdParamsSchema = z.object({ id: z.string().regex(/^job-[\w-]{1,100}$/, 'not a job id') });
 const OutputParamsSchema = z.object({ id: IdParamsSchema.shape.id, name: z.array(z.string().min(1)).min(1) });
-const IdempotencyKeySchema = z.string().min(1).max(255).optional();
 const ListQuerySchema = z
   .object({
     limit: z.coerce.number().int().min(1).max(100).default(20),
@@ -131,19 +131,16 @@ registerRoute({
   responses: { 200: 'Rows per function and model, and totals' },
 });
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 export function jobsRouter(deps: ApiDeps): Router {
   const { config, temporal, storage, catalog } = deps;
   const router = Router();
-  const webUiUrl = (id: string) =>
-    `${config.TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(id)}`;
   const accepted = (job: Pick<JobRecord, 'jobId' | 'status'>) => ({
     jobId: job.jobId,
     status: job.status,
     statusUrl: `${config.API_PUBLIC_URL}/jobs/${job.jobId}`,
-    webUiUrl: webUiUrl(job.jobId),
+    webUiUrl: webUiUrl(config, job.jobId),
   });
   const ownJob = async (tenantId: string, jobId: string) => {
     // The key is scoped by tenant: another tenant's job is not found (404, no existence leak).
@@ -155,8 +152,8 @@ export function jobsRouter(deps: ApiDeps): Router {
   router.post('/run', async (req, res) => {
     const tenantId = tenantOf(req);
     const body = parse(RunBodySchema, req.body, 'body');
-    const idemKey = parse(IdempotencyKeySchema, req.get('idempotency-key'), 'headers');
-    const jobId = idemKey ? `job-${sha256(`${tenantId}\n${idemKey}`).slice(0, 32)}` : `job-${randomUUID()}`;
+    const idemKey = idempotencyKeyOf(req);
+    const jobId = idempotentId('job', tenantId, idemKey);
     if (idemKey) {
       const existing = await getJobRecord(storage, tenantId, jobId);
       if (existing) return void res.status(202).location(`/jobs/${jobId}`).json(accepted(existing));
@@ -256,7 +253,7 @@ export function jobsRouter(deps: ApiDeps): Router {
       await waitForClose(temporal.workflow.getHandle(job.workflowId), waitMs);
       job = await ownJob(tenantOf(req), id);
     }
-    const out: Record<string, unknown> = { ...job, webUiUrl: webUiUrl(id) };
+    const out: Record<string, unknown> = { ...job, webUiUrl: webUiUrl(config, id) };
     delete out.tenantId;
     if (FINAL.has(job.status)) {
       out.result = await getJobResult(storage, job);

@@ -4,7 +4,6 @@
  * stops it (and the generation on its node). An `Idempotency-Key` maps to a deterministic workflow id per
  * tenant, so a retried POST returns the same prompt. `options.num_predict` is bounded (LLM_NUM_PREDICT).
  */
-import { createHash, randomUUID } from 'node:crypto';
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
@@ -16,8 +15,10 @@ import { ChatMessageSchema, LlmOptionsSchema } from '../../contracts/llm';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
+import { idempotencyKeyOf, idempotentId, bodyHash } from '../idempotency';
+import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiUrl } from '../workflow-routes';
 import { WaitQuerySchema, waitForClose } from '../long-poll';
-import { assertTenant, tenantOf } from '../middleware/auth';
+import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
 import type { promptWorkflow } from '../../workflows/prompt-workflow';
@@ -47,15 +48,6 @@ export const PromptBodySchema = z
 export type PromptBody = z.infer<typeof PromptBodySchema>;
 
 const IdParamsSchema = z.object({ id: z.string().regex(/^prompt-[\w-]{1,100}$/, 'not a prompt id') });
-const IdempotencyKeySchema = z.string().min(1).max(255).optional();
-
-const AcceptedSchema = z.object({
-  id: z.string(),
-  status: z.literal('running'),
-  statusUrl: z.string(),
-  webUiUrl: z.string(),
-});
-const CancellingSchema = z.object({ id: z.string(), status: z.literal('cancelling') });
 const StatusSchema = z.object({
   id: z.string(),
   status: z.enum(['running', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out', 'unknown']),
@@ -110,8 +102,6 @@ registerRoute({
   },
 });
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
 const STATUS: Record<string, z.infer<typeof StatusSchema>['status']> = {
   RUNNING: 'running',
   CONTINUED_AS_NEW: 'running',
@@ -125,8 +115,6 @@ const STATUS: Record<string, z.infer<typeof StatusSchema>['status']> = {
 export function promptsRouter(deps: ApiDeps): Router {
   const { config, temporal, catalog } = deps;
   const router = Router();
-  const webUiUrl = (id: string) =>
-    `${config.TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(id)}`;
 
   router.post('/prompts', async (req, res) => {
     const tenant = tenantOf(req);
@@ -139,12 +127,12 @@ export function promptsRouter(deps: ApiDeps): Router {
         issues: [{ field, reason: numPredict }],
       });
     }
-    const idemKey = parse(IdempotencyKeySchema, req.get('idempotency-key'), 'headers');
+    const idemKey = idempotencyKeyOf(req);
     const modelId = normalizeModel(body.modelId);
     // Reject before any workflow starts: the workflow would fail fast too, but a 400 is clearer.
     await requireModel(catalog, modelId);
-    const requestHash = sha256(JSON.stringify(body));
-    const id = idemKey ? `prompt-${sha256(`${tenant}\n${idemKey}`).slice(0, 32)}` : `prompt-${randomUUID()}`;
+    const requestHash = bodyHash(body);
+    const id = idempotentId('prompt', tenant, idemKey);
     try {
       await temporal.workflow.start<typeof promptWorkflow>('promptWorkflow', {
         taskQueue: ORCHESTRATOR_QUEUE,
@@ -168,15 +156,14 @@ export function promptsRouter(deps: ApiDeps): Router {
     res
       .status(202)
       .location(`/prompts/${id}`)
-      .json({ id, status: 'running', statusUrl: `${config.API_PUBLIC_URL}/prompts/${id}`, webUiUrl: webUiUrl(id) });
+      .json(acceptedBody(config, 'prompts', id));
   });
 
   router.get('/prompts/:id', async (req: Request, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
-    const handle = temporal.workflow.getHandle<typeof promptWorkflow>(id);
-    let desc = await handle.describe();
-    assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Prompt');
+    const { handle, desc: described } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
+    let desc = described;
     if (waitMs > 0 && desc.status.name === 'RUNNING') {
       await waitForClose(handle, waitMs);
       desc = await handle.describe();
@@ -188,7 +175,7 @@ export function promptsRouter(deps: ApiDeps): Router {
       modelId: desc.typedSearchAttributes.get(SearchAttributeKey.ModelId),
       startedAt: desc.startTime.toISOString(),
       ...(desc.closeTime ? { closedAt: desc.closeTime.toISOString() } : {}),
-      webUiUrl: webUiUrl(id),
+      webUiUrl: webUiUrl(config, id),
     };
     if (status !== 'running' && status !== 'unknown') {
       try {
@@ -204,9 +191,7 @@ export function promptsRouter(deps: ApiDeps): Router {
 
   router.post('/prompts/:id/cancel', async (req: Request, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
-    const handle = temporal.workflow.getHandle<typeof promptWorkflow>(id);
-    const desc = await handle.describe();
-    assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, 'Prompt');
+    const { handle, desc } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
     const status = STATUS[desc.status.name] ?? 'unknown';
     if (status !== 'running') throw new HttpError(409, 'conflict', `Prompt ${id} already ${status}`);
     // The workflow cancels its llm activity, whose next heartbeat tells it to abort the Ollama stream.

@@ -8,6 +8,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { llmQueue, normalizeModel } from '../../common/task-queues';
+import { checkModel } from './model-check';
 
 export interface CatalogNode {
   id: string;
@@ -201,12 +202,6 @@ export function mergeNodes(nodes: NodeAnswer[], pollers?: Map<string, number>): 
   return [...byModel.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** The catalog's entry for `model` (`gemma3` means `gemma3:latest`), available or not; undefined if no node lists it. */
-export function findModel(catalog: Catalog, model: string): CatalogModel | undefined {
-  const name = normalizeModel(model);
-  return catalog.models.find((m) => m.name === name);
-}
-
 export function createCatalog(deps: CatalogDeps): ModelCatalog {
   const cacheMs = deps.cacheMs ?? 1000;
   const namespace = deps.namespace ?? 'default';
@@ -245,7 +240,7 @@ export function createCatalog(deps: CatalogDeps): ModelCatalog {
   return {
     get,
     async hasModel(model) {
-      return findModel(await get(), model)?.available ?? false;
+      return (await checkModel(await get(), model)).ok;
     },
   };
 }

@@ -7,15 +7,9 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import {
-  createCatalog,
-  findModel,
-  mergeNodes,
-  type Catalog,
-  type ModelCatalog,
-  type NodeAnswer,
-} from '../../lib/llm/catalog';
+import { createCatalog, mergeNodes, type Catalog, type ModelCatalog, type NodeAnswer } from '../../lib/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
+import { findModel } from '../../lib/llm/model-check';
 import { requireModel } from '../../api/model-check';
 import { errorHandler } from '../../api/middleware/errors';
 import { ErrorType } from '../../common/errors';

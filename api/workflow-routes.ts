@@ -1,0 +1,53 @@
+/**
+ * What routes that start and read workflows share: the Temporal Web UI link of a run, the 202 bodies
+ * (`running` with statusUrl and webUiUrl, `cancelling`) and the tenant-checked handle of a workflow.
+ */
+import type { Request } from 'express';
+import { z } from 'zod';
+import type { Client, Workflow, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
+import type { Config } from '../common/config';
+import { assertTenant } from './middleware/auth';
+
+/** The run's page in the Temporal Web UI. */
+export function webUiUrl(config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>, workflowId: string): string {
+  const ns = encodeURIComponent(config.TEMPORAL_NAMESPACE);
+  return `${config.TEMPORAL_UI_URL}/namespaces/${ns}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+export const AcceptedSchema = z.object({
+  id: z.string(),
+  status: z.literal('running'),
+  statusUrl: z.string(),
+  webUiUrl: z.string(),
+});
+export const CancellingSchema = z.object({ id: z.string(), status: z.literal('cancelling') });
+
+/** The 202 body of a started workflow whose status is `GET /<collection>/:id`. */
+export function acceptedBody(
+  config: Pick<Config, 'API_PUBLIC_URL' | 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>,
+  collection: string,
+  id: string,
+): z.infer<typeof AcceptedSchema> {
+  return {
+    id,
+    status: 'running',
+    statusUrl: `${config.API_PUBLIC_URL}/${collection}/${id}`,
+    webUiUrl: webUiUrl(config, id),
+  };
+}
+
+/**
+ * The workflow's handle and description, after the tenant check: a workflow started for another tenant (its
+ * memo's `tenant`) is a 404 like a missing one; an unknown id is a 404 from the error middleware.
+ */
+export async function ownedWorkflow<T extends Workflow = Workflow>(
+  temporal: Client,
+  req: Request,
+  id: string,
+  what: string,
+): Promise<{ handle: WorkflowHandle<T>; desc: WorkflowExecutionDescription }> {
+  const handle = temporal.workflow.getHandle<T>(id);
+  const desc = await handle.describe();
+  assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, what);
+  return { handle, desc };
+}
