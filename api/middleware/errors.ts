@@ -1,6 +1,7 @@
 /**
  * The one place that turns errors into HTTP responses `{error: {code, message, details?}}`: our HttpError,
- * zod errors, body-parser errors, Temporal client errors, and workflow/activity failures by ErrorType.
+ * zod errors, body-parser errors, Temporal client errors, and workflow/activity failures by their type through
+ * the error registry (common/errors.ts `httpErrorOf`).
  * Anything unrecognised is a 500 whose message says nothing about internals (the log has the stack).
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
@@ -12,29 +13,12 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/common';
 import { isGrpcServiceError } from '@temporalio/client';
-import { ErrorType, HttpError } from '../../common/errors';
+import { type ErrorType, HttpError, httpErrorOf, isErrorType } from '../../common/errors';
 
 /** The error body every endpoint returns. */
 export interface ErrorBody {
   error: { code: string; message: string; details?: unknown };
 }
-
-/**
- * HTTP status and public code for each failure type an activity or workflow may raise; `retryAfterS` becomes a
- * Retry-After header (a condition expected to clear: e.g. an llm worker picking up a new model).
- */
-const FAILURE_STATUS: Record<ErrorType, { status: number; code: string; retryAfterS?: number }> = {
-  [ErrorType.ModelNotFound]: { status: 400, code: 'model_not_found' },
-  // An llm worker re-reads its node's models every LLM_WORKER_REFRESH_MS (15 s by default).
-  [ErrorType.ModelUnavailable]: { status: 503, code: 'model_unavailable', retryAfterS: 15 },
-  [ErrorType.InvalidRequest]: { status: 400, code: 'invalid_request' },
-  [ErrorType.NotFound]: { status: 404, code: 'not_found' },
-  [ErrorType.Conflict]: { status: 409, code: 'conflict' },
-  [ErrorType.LimitExceeded]: { status: 429, code: 'limit_exceeded' },
-  [ErrorType.NodeUnavailable]: { status: 503, code: 'node_unavailable' },
-  [ErrorType.OutOfMemory]: { status: 503, code: 'out_of_memory' },
-  [ErrorType.InferenceTimeout]: { status: 504, code: 'inference_timeout' },
-};
 
 /**
  * The first ApplicationFailure with one of our ErrorTypes in an error's cause chain (WorkflowFailedError →
@@ -43,7 +27,7 @@ const FAILURE_STATUS: Record<ErrorType, { status: number; code: string; retryAft
 export function findTypedFailure(err: unknown): ApplicationFailure | undefined {
   let cur: unknown = err;
   for (let depth = 0; cur && depth < 10; depth++) {
-    if (cur instanceof ApplicationFailure && cur.type && cur.type in FAILURE_STATUS) return cur;
+    if (cur instanceof ApplicationFailure && isErrorType(cur.type)) return cur;
     cur = (cur as { cause?: unknown }).cause;
   }
   return undefined;
@@ -55,7 +39,7 @@ export function findTypedFailure(err: unknown): ApplicationFailure | undefined {
  */
 export function describeFailure(err: unknown): { code: string; message: string } {
   const typed = findTypedFailure(err);
-  if (typed) return { code: FAILURE_STATUS[typed.type as ErrorType].code, message: typed.message };
+  if (typed) return { code: httpErrorOf(typed.type as ErrorType).code, message: typed.message };
   let cur: unknown = err;
   let last: TemporalFailure | undefined;
   for (let depth = 0; cur && depth < 10; depth++) {
@@ -65,16 +49,10 @@ export function describeFailure(err: unknown): { code: string; message: string }
   return { code: 'workflow_failed', message: last?.message || 'The workflow failed' };
 }
 
-/** The HttpError for one of our failure types (status, code and headers from the table above). */
+/** The HttpError for one of our failure types (status, code and headers from the registry). */
 export function typedHttpError(type: ErrorType, message: string, details?: unknown): HttpError {
-  const { status, code, retryAfterS } = FAILURE_STATUS[type];
-  return new HttpError(
-    status,
-    code,
-    message,
-    details,
-    retryAfterS ? { 'Retry-After': String(retryAfterS) } : undefined,
-  );
+  const { status, code, headers } = httpErrorOf(type);
+  return new HttpError(status, code, message, details, headers);
 }
 
 /** Maps any thrown value to a status and body. Exported for tests and for routes that report failures inline. */
@@ -92,6 +70,8 @@ export function toHttpError(err: unknown): HttpError {
     const limit = (err as { limit?: number }).limit;
     return new HttpError(413, 'payload_too_large', `Request body exceeds ${limit ?? 'the'} byte limit`, { limit });
   }
+  // Our own non-Temporal errors that carry a registry type (e.g. ArchiveError).
+  if (err instanceof Error && isErrorType(type)) return typedHttpError(type, err.message);
   if (type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
   if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
     return new HttpError(415, 'unsupported_encoding', 'Unsupported content encoding or charset');

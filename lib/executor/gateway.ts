@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { ChatMessageSchema, LlmOptionsSchema } from '../../contracts/llm';
-import { ErrorType } from '../../common/errors';
+import { ErrorType, httpErrorOf, isErrorType } from '../../common/errors';
 import { llmCallUpdate } from '../../contracts/definitions';
 import type { LlmCallReply, LlmCallRequest } from '../../contracts/jobs';
 
@@ -55,30 +55,31 @@ class GatewayError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
   }
 }
 
-/** Maps a failed update to what the SDK sees: limits and unknown models are the caller's problem (4xx). */
+/** The GatewayError for a registry failure type: the same status, code and headers the API answers with. */
+function typedGatewayError(type: ErrorType, message: string): GatewayError {
+  const { status, code, headers } = httpErrorOf(type);
+  return new GatewayError(status, code, message, headers);
+}
+
+/**
+ * Maps a failed update to what the SDK sees, through the error registry (limits and unknown models are the
+ * caller's problem: 4xx); a failure of no registry type is an LLM failure (OllamaError's 502).
+ */
 export function gatewayErrorOf(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   const cause = err instanceof WorkflowUpdateFailedError ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
-    switch (cause.type) {
-      case ErrorType.LimitExceeded:
-        return new GatewayError(429, 'limit_exceeded', cause.message);
-      case ErrorType.ModelNotFound:
-        return new GatewayError(400, 'model_not_found', cause.message);
-      case ErrorType.InvalidRequest:
-        return new GatewayError(400, 'invalid_request', cause.message);
-      default:
-        return new GatewayError(502, 'llm_failed', cause.message);
-    }
+    return typedGatewayError(isErrorType(cause.type) ? cause.type : ErrorType.OllamaError, cause.message);
   }
   const name = (err as { name?: string }).name;
-  if (name === 'WorkflowNotFoundError') return new GatewayError(410, 'job_finished', 'the job is no longer running');
-  return new GatewayError(502, 'llm_failed', (err as Error).message ?? String(err));
+  if (name === 'WorkflowNotFoundError') return typedGatewayError(ErrorType.JobFinished, 'the job is no longer running');
+  return typedGatewayError(ErrorType.OllamaError, (err as Error).message ?? String(err));
 }
 
 function readBody(req: http.IncomingMessage): Promise<unknown> {
@@ -114,8 +115,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let inFlight = 0;
   const handle = opts.client.workflow.getHandle(opts.workflowId);
   const server = http.createServer((req, res) => {
-    const send = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
+    const send = (status: number, body: unknown, headers?: Record<string, string>) => {
+      res.writeHead(status, { ...headers, 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
     void (async () => {
@@ -158,7 +159,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         }
       } catch (err) {
         const g = gatewayErrorOf(err);
-        send(g.status, { error: { code: g.code, message: g.message } });
+        send(g.status, { error: { code: g.code, message: g.message } }, g.headers);
         opts.onCall?.({ ok: false, model, code: g.code });
       }
     })();

@@ -92,7 +92,7 @@ export function toLlmFailure(err: unknown, ctx: LlmCallContext = {}): Applicatio
   if (status === undefined && TIMEOUT_MESSAGE.test(message)) return timedOut();
   if (status === 400) return fail(ErrorType.InvalidRequest, `Ollama rejected the request: ${message}`, true);
   return ApplicationFailure.create({
-    type: 'OllamaError',
+    type: ErrorType.OllamaError,
     nonRetryable: false,
     message: where ? `Ollama call failed: ${message} (${where})` : `Ollama call failed: ${message}`,
     cause,

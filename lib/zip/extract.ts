@@ -9,6 +9,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import yauzl from 'yauzl';
+import { ErrorType } from '../../common/errors';
 
 export interface ArchiveLimits {
   /** Files and directories together. */
@@ -19,8 +20,9 @@ export interface ArchiveLimits {
 
 export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = { maxEntries: 2000, maxTotalBytes: 100 * 1_048_576 };
 
-/** A rejected archive; `entry` names the offending entry when there is one. */
+/** A rejected archive; `entry` names the offending entry when there is one. Its `type` is the registry's. */
 export class ArchiveError extends Error {
+  readonly type = ErrorType.ArchiveInvalid;
   constructor(
     message: string,
     readonly entry?: string,

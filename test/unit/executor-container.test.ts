@@ -58,7 +58,8 @@ describe('gateway error mapping', () => {
     [ErrorType.LimitExceeded, 429, 'limit_exceeded'],
     [ErrorType.ModelNotFound, 400, 'model_not_found'],
     [ErrorType.InvalidRequest, 400, 'invalid_request'],
-    [ErrorType.NodeUnavailable, 502, 'llm_failed'],
+    [ErrorType.NodeUnavailable, 503, 'node_unavailable'],
+    ['SomethingElse', 502, 'llm_failed'],
   ])('%s → %i %s', (type, status, code) => {
     const g = gatewayErrorOf(fail(type));
     expect([g.status, g.code, g.message]).toEqual([status, code, `m-${type}`]);

@@ -7,6 +7,7 @@
  */
 import type { Duration } from '@temporalio/common';
 import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { ErrorType } from '../../common/errors';
 import { graphResumeSignal, graphResumeUpdate, graphStateQuery } from '../../contracts/definitions';
 import type { GraphSnapshot, GraphStep, PendingInterrupt } from '../../contracts/graph';
 
@@ -17,14 +18,17 @@ export const START = '__start__';
 /** The virtual exit node: routing to it ends the run. */
 export const END = '__end__';
 
-/** Failure types of the engine (ApplicationFailure.type), all non-retryable: a retry replays the same graph. */
+/**
+ * Failure types of the engine (ApplicationFailure.type), all non-retryable: a retry replays the same graph.
+ * Declared in the error registry (common/errors.ts) with their HTTP status and code; these are its names here.
+ */
 export const GraphErrorType = {
   /** More supersteps than `stepLimit`: almost always a loop whose exit condition never holds. */
-  StepLimitExceeded: 'GraphStepLimitExceeded',
+  StepLimitExceeded: ErrorType.GraphStepLimitExceeded,
   /** An `interrupt` waited longer than its timeout and had no default. */
-  InterruptTimeout: 'GraphInterruptTimeout',
+  InterruptTimeout: ErrorType.GraphInterruptTimeout,
   /** The graph itself is wrong (unknown node, no entry, a router returned an unknown branch). */
-  InvalidGraph: 'GraphInvalid',
+  InvalidGraph: ErrorType.GraphInvalid,
 } as const;
 
 /** Combines the current value of a state key with a node's update for that key. */
