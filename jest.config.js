@@ -1,6 +1,7 @@
-// Three layers (DESIGN.md): unit (pure logic, MockActivityEnvironment), integration (real Temporal dev
-// server, emulator, Docker, Ollama), e2e (the whole stack through HTTP). `npm test` (scripts/test.ts) starts
-// the shared services first and passes their addresses in the environment.
+// Three layers (docs/architecture.md): unit (pure logic, MockActivityEnvironment, replay; no services, no
+// setup: `npm run test:unit`), integration (real Temporal dev server, emulator, Docker, Ollama), e2e (the whole
+// stack through HTTP). `npm test` (scripts/test.ts) starts the shared services first and passes their addresses
+// in the environment.
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } } }] };
 const common = { transform, testEnvironment: 'node', moduleFileExtensions: ['ts', 'js', 'json'] };
 module.exports = {

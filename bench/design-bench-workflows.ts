@@ -1,3 +1,3 @@
 /** workflowsPath for bench/design.bench.ts: the v2 design workflow and the engine's tiny test graphs. */
 export * from '../workflows/design/workflow';
-export { graphRoutingWorkflow, graphInterruptWorkflow } from '../test/unit/graph-workflows';
+export { graphRoutingWorkflow, graphInterruptWorkflow } from '../test/integration/graph-workflows';

@@ -8,7 +8,6 @@
  */
 import request from 'supertest';
 import pino from 'pino';
-import type { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Express } from 'express';
 import { parse } from '@cdktf/hcl2json';
@@ -20,6 +19,7 @@ import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { MAX_DESIGN_REQUEST_CHARS } from '../../api/routes/designs';
 import { AWS_RESOURCE_TYPES } from '../../workflows/design/catalog';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(1_500_000);
 
@@ -30,8 +30,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let env: TestWorkflowEnvironment;
 let storage: Storage;
-let workers: Worker[] = [];
-let running: Promise<unknown>;
+let workers: RunningWorkers | undefined;
 let app: Express;
 
 beforeAll(async () => {
@@ -51,8 +50,7 @@ beforeAll(async () => {
     overrides: { workflowsPath: require.resolve('../integration/design-workflows') },
   });
   const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
-  workers = [orchestrator, ...llm];
-  running = Promise.all(workers.map((w) => w.run()));
+  workers = runWorkers([orchestrator, ...llm]);
   const catalog = createCatalog({
     nodes: config.OLLAMA_NODES,
     nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
@@ -64,8 +62,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-  await running?.catch(() => undefined);
+  await workers?.stop();
   await env?.teardown();
   storage?.close();
 });

@@ -6,7 +6,6 @@
  */
 import request from 'supertest';
 import pino from 'pino';
-import type { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 
 import type { Express } from 'express';
@@ -21,6 +20,7 @@ import { startFakeOllama } from '../helpers/fake-ollama';
 import { startStreamingOllama, type StreamingOllama } from '../helpers/streaming-ollama';
 import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
 import { SearchAttributeKey } from '../../common/search-attributes';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(180_000);
 
@@ -31,8 +31,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let env: TestWorkflowEnvironment;
 let storage: Storage;
-let workers: Worker[] = [];
-let running: Promise<unknown>;
+let workers: RunningWorkers | undefined;
 let app: Express;
 let stoppedNodeUrl: string;
 let startCalls = 0;
@@ -73,8 +72,7 @@ beforeAll(async () => {
     config: { ...config, OLLAMA_URL: streaming.url, NODE_ID: 'stream-node' },
     waitForNodeMs: 10_000,
   });
-  workers = [orchestrator, ...llm, ...fakeLlm];
-  running = Promise.all(workers.map((w) => w.run()));
+  workers = runWorkers([orchestrator, ...llm, ...fakeLlm]);
 
   // Count every workflow start the API makes, to prove rejected requests start nothing.
   const start = env.client.workflow.start.bind(env.client.workflow);
@@ -94,8 +92,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-  await running?.catch(() => undefined);
+  await workers?.stop();
   await env?.teardown();
   await streaming?.close();
   storage?.close();

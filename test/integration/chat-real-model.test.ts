@@ -25,6 +25,7 @@ import { chatMessageSignal } from '../../contracts/definitions';
 import type { ChatInboundMessage } from '../../contracts/chat';
 import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 // The CPU model shares the machine with the rest of the suite: generous, and never asserted on speed.
 jest.setTimeout(480_000);
@@ -36,8 +37,7 @@ const policy = readFileSync(path.join(FIXTURES, 'delivery-policy.md'), 'utf8');
 let env: TestWorkflowEnvironment;
 let storage: Storage;
 let config: Config;
-let workers: Worker[];
-let running: Promise<unknown>;
+let workers: RunningWorkers | undefined;
 
 beforeAll(async () => {
   env = await createTemporalEnv();
@@ -67,13 +67,11 @@ beforeAll(async () => {
       callTimeoutMs: 400_000,
     }),
   });
-  workers = [orchestrator, llm];
-  running = Promise.all(workers.map((w) => w.run()));
+  workers = runWorkers([orchestrator, llm]);
 });
 
 afterAll(async () => {
-  for (const w of workers ?? []) if (w.getState() === 'RUNNING') w.shutdown();
-  await running?.catch(() => undefined);
+  await workers?.stop();
   storage?.close();
   await env?.teardown();
 });

@@ -30,6 +30,7 @@ import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(120_000);
 
@@ -113,8 +114,7 @@ let fake: FakeOllama;
 let storage: Storage;
 let config: Config;
 let bundle: WorkflowBundleWithSourceMap;
-let workers: Worker[];
-let running: Promise<unknown>;
+let workers: RunningWorkers | undefined;
 let app: ReturnType<typeof createApp>;
 
 beforeAll(async () => {
@@ -158,8 +158,7 @@ beforeAll(async () => {
       callTimeoutMs: 30_000,
     }),
   });
-  workers = [orchestrator, llm];
-  running = Promise.all(workers.map((w) => w.run()));
+  workers = runWorkers([orchestrator, llm]);
   const deps: ApiDeps = {
     config,
     temporal: env.client,
@@ -171,8 +170,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const w of workers ?? []) if (w.getState() === 'RUNNING') w.shutdown();
-  await running?.catch(() => undefined);
+  await workers?.stop();
   await fake?.close();
   storage?.close();
   await env?.teardown();

@@ -37,6 +37,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { SearchAttributeKey } from '../../common/search-attributes';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 /**
  * Recorded before DESIGN_STRUCTURED_PATCH: it replays the pre-patch node code, so it is never re-recorded
@@ -104,8 +105,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
   let env: TestWorkflowEnvironment;
   let fake: FakeOllama;
   let storage: Storage;
-  let workers: Worker[] = [];
-  let running: Promise<void>[] = [];
+  let workers: RunningWorkers | undefined;
   let bundle: WorkflowBundleWithSourceMap;
   const taskQueue = uid('design');
   const llmFailures: { purpose: string; err: unknown }[] = [];
@@ -149,13 +149,11 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       // terraform is not run here (null): these paths are about the graph; validation is the parser + static checks.
       activities: { ...createTerraformActivities({ terraformBin: null }), ...createDesignActivities({ storage }) },
     });
-    workers = [llm, orchestrator];
-    running = workers.map((w) => w.run());
+    workers = runWorkers([llm, orchestrator]);
   });
 
   afterAll(async () => {
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.all(running);
+    await workers?.stop();
     await fake?.close();
     storage?.close();
     await env?.teardown();

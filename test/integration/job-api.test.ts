@@ -22,6 +22,7 @@ import { ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { buildZip, scriptZip } from '../fixtures/jobs/zips';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(180_000);
 
@@ -43,8 +44,7 @@ let env: TestWorkflowEnvironment;
 let storage: Storage;
 let fake: FakeOllama;
 let app: Express;
-let workers: Worker[] = [];
-let running: Promise<unknown>;
+let workers: RunningWorkers | undefined;
 const docker = new Docker();
 const executorId = uid('exec');
 
@@ -80,15 +80,13 @@ beforeAll(async () => {
     workRoot: path.join(os.tmpdir(), uid('jobs')),
   });
   const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 10_000 });
-  workers = [orchestrator, executor, ...llm];
-  running = Promise.all(workers.map((w) => w.run()));
+  workers = runWorkers([orchestrator, executor, ...llm]);
   const catalog = createCatalog({ nodes: config.OLLAMA_NODES, nodeTimeoutMs: 2000, temporal: env.client });
   app = createApp({ config, temporal: env.client, storage, catalog, logger: pino({ level: 'silent' }) });
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-  await running;
+  await workers?.stop();
   await removeOrphans(docker, executorId);
   await fake?.close();
   storage?.close();

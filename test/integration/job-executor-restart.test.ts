@@ -16,14 +16,14 @@ import type { JobInput } from '../../contracts/jobs';
 import { jobWorkflow } from '../../workflows/job-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { buildZip } from '../fixtures/jobs/zips';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(180_000);
 
 describe('executor killed mid-job', () => {
   let env: TestWorkflowEnvironment;
   let storage: Storage;
-  let orchestrator: Worker;
-  let orchestratorRun: Promise<void>;
+  let orchestrator: RunningWorkers | undefined;
   const children: ChildProcess[] = [];
   const docker = new Docker();
   const executorId = uid('exec');
@@ -68,19 +68,19 @@ describe('executor killed mid-job', () => {
     const config = testConfig(overrides);
     storage = createStorage(config);
     await ensureStorage(storage);
-    orchestrator = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowsPath: require.resolve('../../workflows/job-workflow'),
-      activities: createJobsActivities({ storage, config }),
-    });
-    orchestratorRun = orchestrator.run();
+    orchestrator = runWorkers([
+      await Worker.create({
+        connection: env.nativeConnection,
+        taskQueue,
+        workflowsPath: require.resolve('../../workflows/job-workflow'),
+        activities: createJobsActivities({ storage, config }),
+      }),
+    ]);
   });
 
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    orchestrator?.shutdown();
-    await orchestratorRun;
+    await orchestrator?.stop();
     await removeOrphans(docker, executorId);
     storage?.close();
     await env?.teardown();

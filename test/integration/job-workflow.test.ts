@@ -28,6 +28,7 @@ import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { buildZip } from '../fixtures/jobs/zips';
 import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
 import { SearchAttribute, SearchAttributeKey } from '../../common/search-attributes';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(300_000);
 
@@ -75,8 +76,7 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
   let storage: Storage;
   let config: Config;
   let fake: FakeOllama;
-  let workers: Worker[] = [];
-  let running: Promise<void>[] = [];
+  let workers: RunningWorkers | undefined;
   const taskQueue = uid('orchestrator');
   const executorId = uid('exec');
   const docker = new Docker();
@@ -120,13 +120,11 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
       executorId,
       workRoot: path.join(os.tmpdir(), uid('jobs')),
     });
-    workers = [...realLlm, ...fakeLlm, orchestrator, executor];
-    running = workers.map((w) => w.run());
+    workers = runWorkers([...realLlm, ...fakeLlm, orchestrator, executor]);
   });
 
   afterAll(async () => {
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.all(running);
+    await workers?.stop();
     await removeOrphans(docker, executorId);
     await fake?.close();
     storage?.close();

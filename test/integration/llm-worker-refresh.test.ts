@@ -16,7 +16,6 @@ import request from 'supertest';
 import pino from 'pino';
 import type { Express } from 'express';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
 import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
@@ -28,6 +27,7 @@ import { createLlmNode, type LlmNode } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(600_000);
 
@@ -46,8 +46,7 @@ let storage: Storage;
 let config: Config;
 let llm: LlmNode;
 let llmRunning: Promise<void>;
-let orchestrator: Worker;
-let orchestratorRunning: Promise<void>;
+let orchestrator: RunningWorkers | undefined;
 let app: Express;
 
 function startNode(port: number): Promise<Service> {
@@ -106,13 +105,14 @@ beforeAll(async () => {
   llm = await createLlmNode({ connection: env.nativeConnection, config, waitForNodeMs: 30_000, refreshMs: 0 });
   expect(llm.models).toEqual([BASE]);
   llmRunning = llm.run();
-  orchestrator = await createOrchestratorWorker({
-    connection: env.nativeConnection,
-    config,
-    storage,
-    overrides: { workflowsPath: require.resolve('../../workflows/prompt-workflow') },
-  });
-  orchestratorRunning = orchestrator.run();
+  orchestrator = runWorkers([
+    await createOrchestratorWorker({
+      connection: env.nativeConnection,
+      config,
+      storage,
+      overrides: { workflowsPath: require.resolve('../../workflows/prompt-workflow') },
+    }),
+  ]);
   const catalog = createCatalog({
     nodes: config.OLLAMA_NODES,
     nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
@@ -127,8 +127,7 @@ afterAll(async () => {
   if (node) await ollamaPost('/api/delete', { model: COPY }, 'DELETE').catch(() => undefined);
   await llm?.shutdown();
   await llmRunning?.catch(() => undefined);
-  if (orchestrator?.getState() === 'RUNNING') orchestrator.shutdown();
-  await orchestratorRunning?.catch(() => undefined);
+  await orchestrator?.stop();
   await env?.teardown();
   storage?.close();
   await node?.stop();

@@ -19,6 +19,7 @@ import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { createCatalog } from '../../lib/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(600_000);
 
@@ -55,8 +56,7 @@ describe('pinned model queues across two nodes', () => {
   let node1: Service | undefined;
   let node2: Service | undefined;
   let dir: string;
-  let workers: Worker[] = [];
-  let running: Promise<void>[] = [];
+  let workers: RunningWorkers | undefined;
   const taskQueue = uid('orchestrator');
   const queuesOf = (ws: Worker[]) => ws.map((w) => w.options.taskQueue).sort();
 
@@ -92,13 +92,11 @@ describe('pinned model queues across two nodes', () => {
         }),
       }),
     });
-    workers = [...node1Workers, ...node2Workers, orchestrator];
-    running = workers.map((w) => w.run());
+    workers = runWorkers([...node1Workers, ...node2Workers, orchestrator]);
   });
 
   afterAll(async () => {
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.all(running);
+    await workers?.stop();
     await env?.teardown();
     await Promise.all([node1?.stop(), node2?.stop()]);
     if (dir) rmSync(dir, { recursive: true, force: true });

@@ -13,13 +13,13 @@ import { recordHistory } from '../helpers/histories';
 import { createCatalog } from '../../lib/llm/catalog';
 import { createModelCheckActivities } from '../../activities/llm/model-check';
 import { SearchAttribute } from '../../common/search-attributes';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(180_000);
 
 describe('promptWorkflow with the real model', () => {
   let env: TestWorkflowEnvironment;
-  let workers: Worker[] = [];
-  let running: Promise<void>[] = [];
+  let workers: RunningWorkers | undefined;
   const taskQueue = uid('orchestrator');
 
   beforeAll(async () => {
@@ -35,13 +35,11 @@ describe('promptWorkflow with the real model', () => {
         catalog: createCatalog({ nodes: config.OLLAMA_NODES, nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS }),
       }),
     });
-    workers = [...llmWorkers, orchestrator];
-    running = workers.map((w) => w.run());
+    workers = runWorkers([...llmWorkers, orchestrator]);
   });
 
   afterAll(async () => {
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.all(running);
+    await workers?.stop();
     await env?.teardown();
   });
 

@@ -19,26 +19,24 @@ import {
   graphRoutingWorkflow,
   graphStepLimitWorkflow,
 } from './graph-workflows';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 jest.setTimeout(120_000);
 
 const HISTORY = path.join(__dirname, '../fixtures/histories/design-graph-engine.json');
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
-let worker: Worker;
-let running: Promise<void>;
+let workers: RunningWorkers | undefined;
 const taskQueue = uid('graph');
 
 beforeAll(async () => {
   env = await createTemporalEnv();
   bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./graph-workflows'), logger: quietLogger() });
-  worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle });
-  running = worker.run();
+  workers = runWorkers([await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle })]);
 });
 
 afterAll(async () => {
-  worker?.shutdown();
-  await running;
+  await workers?.stop();
   await env?.teardown();
 });
 
