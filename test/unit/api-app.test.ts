@@ -7,6 +7,8 @@ import type { Catalog, ModelCatalog } from '../../lib/llm/catalog';
 import type { Storage } from '../../lib/storage/clients';
 import { loadConfig } from '../../common/config';
 import { registeredRoutes } from '../../api/openapi';
+import { idempotentId } from '../../api/idempotency';
+import { webUiUrl } from '../../api/workflow-routes';
 
 const KEY_A = 'key-aaaaaaaa';
 const KEY_B = 'key-bbbbbbbb';
@@ -191,3 +193,41 @@ function expressRoutes(app: ReturnType<typeof createApp>): string[] {
   walk((app as unknown as { router: { stack: Layer[] } }).router.stack);
   return [...new Set(out)];
 }
+
+describe('pieces the routes share', () => {
+  it('webUiUrl links the run in the configured Web UI and namespace, encoded', () => {
+    const config = { TEMPORAL_UI_URL: 'http://ui:8233', TEMPORAL_NAMESPACE: 'team a' };
+    expect(webUiUrl(config, 'design-1')).toBe('http://ui:8233/namespaces/team%20a/workflows/design-1');
+    expect(webUiUrl(config, 'a/b')).toBe('http://ui:8233/namespaces/team%20a/workflows/a%2Fb');
+  });
+
+  it('idempotentId: the same tenant and key give the same id; another tenant, key or none another', () => {
+    const id = idempotentId('prompt', 'tenant-a', 'k1');
+    expect(id).toMatch(/^prompt-[0-9a-f]{32}$/);
+    expect(idempotentId('prompt', 'tenant-a', 'k1')).toBe(id);
+    expect(idempotentId('prompt', 'tenant-b', 'k1')).not.toBe(id);
+    expect(idempotentId('prompt', 'tenant-a', 'k2')).not.toBe(id);
+    expect(idempotentId('job', 'tenant-a', undefined)).toMatch(/^job-[0-9a-f-]{36}$/);
+  });
+
+  it('an Idempotency-Key over 255 characters is a 400 naming the header, on /prompts and /run alike', async () => {
+    const { app, starts } = makeApp();
+    const key = 'k'.repeat(256);
+    const prompt = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .set('Idempotency-Key', key)
+      .send({ modelId: 'gemma3:270m', prompt: 'hi' });
+    const run = await request(app)
+      .post('/run')
+      .set(auth(KEY_A))
+      .set('Idempotency-Key', key)
+      .send({ functionId: 'fn-1', modelId: 'gemma3:270m' });
+    for (const res of [prompt, run]) {
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toMatch(/^headers: /);
+    }
+    expect(starts).toHaveLength(0);
+  });
+});
