@@ -105,7 +105,12 @@ registerRoute({
   summary: 'A follow-up change: the design is revised from gathering requirements',
   params: IdParamsSchema,
   body: MessageSchema,
-  responses: { 202: 'Queued', 404: 'No such design', 409: 'The design has closed' },
+  responses: {
+    202: 'Queued: `{id, accepted: true}`; GET /designs/:id then shows the next revision',
+    400: 'An empty, too long or unknown field in the body, or a malformed id',
+    404: 'No such design for this tenant',
+    409: 'The design has closed (its follow-up window ended, or it failed or was cancelled)',
+  },
 });
 registerRoute({
   method: 'post',
