@@ -1,8 +1,11 @@
 /**
  * chatWorkflow with the real small model (the default model on a real Ollama node). Nothing here depends on
- * what the model writes: only the invariants the workflow guarantees whatever it writes. A reply arrives for
- * every question; no reply shows the system prompt or the facts block; every price is one the data states;
- * replies are non-empty and bounded; a Korean customer gets Korean.
+ * what the model writes or which agent it picks: only what the workflow guarantees by construction, whatever
+ * the model does. The model only picks {agent, product, intent}; product and delivery replies are written by
+ * code from the data, so each reply must be exactly the data reply for the choice recorded with it, or a
+ * general-agent draft that passed the checks (no numbers), or the polite fixed line. A choice without support
+ * in the customer's words falls back (a greeting always goes to the general agent, a delivery question never
+ * to the product agent), and a product reply names the product the customer named, with its price.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,13 +19,15 @@ import { generalSystemPrompt, PROMPT_MARKERS } from '../../lib/chat/agents';
 import { policyLines } from '../../lib/chat/policy';
 import { findEcho, findPrices } from '../../lib/chat/reply-check';
 import { routerSystemPrompt } from '../../lib/chat/router';
+import { dataReply } from '../../lib/chat/replies';
+import { language } from '../../lib/chat/language';
 import type { OutboxMessage } from '../../contracts/channel';
 import { CHANNEL, chatWorkflowId, chatWorkflowInput } from '../../api/routes/webhooks';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { llmQueue, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { Config } from '../../common/config';
 import { chatMessageSignal } from '../../contracts/definitions';
-import type { ChatInboundMessage } from '../../contracts/chat';
+import { CHAT_AGENTS, type ChatAgent, type ChatInboundMessage } from '../../contracts/chat';
 import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
@@ -76,13 +81,30 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-const QUESTIONS = [
-  'How much is the Linen Shirt?',
-  'Is the Wool Beanie in stock?',
-  'How long does delivery take?',
-  'Hello! Who are you?',
-  '안녕하세요',
-  '¿Cuánto cuesta la Linen Shirt?',
+/**
+ * Each question and what the workflow guarantees for it whatever the model picks: the agents it can end up
+ * with (a product or delivery pick without support in the words falls back), and for a product reply the
+ * product the customer named and text its facts must put in the reply.
+ */
+const QUESTIONS: { text: string; agents: ChatAgent[]; product?: { name: string; says: string[] } }[] = [
+  {
+    text: 'How much is the Linen Shirt?',
+    agents: [...CHAT_AGENTS],
+    product: { name: 'Linen Shirt', says: ['39.90 EUR'] },
+  },
+  {
+    text: 'Is the Wool Beanie in stock?',
+    agents: [...CHAT_AGENTS],
+    product: { name: 'Wool Beanie', says: ['24.50 EUR', 'out of stock'] },
+  },
+  { text: 'How long does delivery take?', agents: ['delivery', 'general'] },
+  { text: 'Hello! Who are you?', agents: ['general'] },
+  { text: '안녕하세요', agents: ['general'] },
+  {
+    text: '¿Cuánto cuesta la Linen Shirt?',
+    agents: [...CHAT_AGENTS],
+    product: { name: 'Linen Shirt', says: ['39.90 EUR'] },
+  },
 ];
 /** Long enough for the longest data reply (all facts of a product, with a language note); far below a loop. */
 const MAX_REPLY = 700;
@@ -104,7 +126,7 @@ async function waitForReply(chatId: string): Promise<OutboxMessage> {
   throw new Error(`no reply in ${chatId}: workflow ${desc.status.name}, pending ${JSON.stringify(pending)}`);
 }
 
-it('answers every question with a bounded reply that leaks no prompt and states only prices from the data', async () => {
+it('each reply is the data reply for its recorded choice, a checked general draft or the polite line; agents and products stay within what the words support', async () => {
   const products = parseOntology(ontology);
   const ontologyPrices = new Set(products.map((p) => Number(p.price)));
   const dataPrices = new Set([...ontologyPrices, ...policyLines(policy).flatMap(findPrices)]);
@@ -115,7 +137,7 @@ it('answers every question with a bounded reply that leaks no prompt and states 
       ['price', 'other'],
     ),
   ];
-  const chats = QUESTIONS.map((text, i) => ({ chatId: uid(`real${i}`), text }));
+  const chats = QUESTIONS.map((q, i) => ({ chatId: uid(`real${i}`), ...q }));
   for (const { chatId, text } of chats) {
     const msg: ChatInboundMessage = { id: `r-${chatId}`, text, personType: 'user', createdAt: Date.now() };
     await env.client.workflow.signalWithStart<typeof chatWorkflow, [ChatInboundMessage]>('chatWorkflow', {
@@ -129,25 +151,43 @@ it('answers every question with a bounded reply that leaks no prompt and states 
   const replies = await Promise.all(chats.map((c) => waitForReply(c.chatId)));
   for (const [i, reply] of replies.entries()) {
     const { text } = reply;
-    const question = chats[i]!.text;
+    const q = chats[i]!;
     // The reply and how it was made, in the test output: what a person checks when an invariant fails.
-    console.log(`${question} → [${JSON.stringify(reply.meta)}] ${text}`);
+    console.log(`${q.text} → [${JSON.stringify(reply.meta)}] ${text}`);
     expect(text.trim().length).toBeGreaterThan(0);
     expect(text.length).toBeLessThanOrEqual(MAX_REPLY);
-    expect(['product', 'delivery', 'general']).toContain(reply.agent);
     expect(reply.meta).toMatchObject({
       path: expect.stringMatching(/^(model|repaired|fallback)$/),
       writer: expect.stringMatching(/^(data|model|fallback)$/),
     });
+    const { agent, product, intent, writer, lang } = reply.meta!;
+    expect(reply.agent).toBe(agent);
+    expect(q.agents).toContain(agent);
+    // Who wrote the text decides exactly what it can be.
+    if (writer === 'data') {
+      expect(agent).not.toBe('general');
+      expect(text).toBe(dataReply({ agent, product, intent }, { products, policy }, lang).text);
+    } else if (writer === 'fallback') {
+      expect(agent).toBe('general');
+      expect(text).toBe(language(lang).fallback);
+    } else {
+      // The general agent's draft went out only because it passed the checks: no number no data backs.
+      expect(agent).toBe('general');
+      expect(text).not.toMatch(/\p{N}/u);
+    }
+    if (agent === 'product' && q.product) {
+      expect(product).toBe(q.product.name);
+      for (const fact of q.product.says) expect(text).toContain(fact);
+    }
     for (const marker of PROMPT_MARKERS) expect(text).not.toContain(marker);
     expect(text).not.toMatch(/\(SKU [A-Z]+-\d+\)/);
     expect(findEcho(text, prompts, [])).toBeUndefined();
     for (const price of findPrices(text)) {
-      expect(reply.agent === 'product' ? ontologyPrices : dataPrices).toContain(price);
+      expect(agent === 'product' ? ontologyPrices : dataPrices).toContain(price);
     }
   }
   // Whatever the model can write, a Korean customer gets Korean.
-  expect(replies[QUESTIONS.indexOf('안녕하세요')]!.text).toMatch(/\p{Script=Hangul}/u);
+  expect(replies[QUESTIONS.findIndex((q) => q.text === '안녕하세요')]!.text).toMatch(/\p{Script=Hangul}/u);
   // The state row is written right after the reply.
   const [first] = chats;
   let state = await readChatState(storage, CHANNEL, first!.chatId);

@@ -6,7 +6,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -122,12 +127,36 @@ test('interrupt waits for input; the query shows node, state and steps; an updat
   expect(after.steps.map((s) => s.node)).toEqual(['prepare', 'ask']);
 });
 
-test('the generic signal resumes an interrupt; an update after completion is rejected by the validator', async () => {
+test('the generic signal resumes an interrupt; an update after completion finds no running workflow', async () => {
   const handle = await start(graphInterruptWorkflow, [{ timeout: '10 minutes' }]);
   await waitForStatus(handle, 'interrupted');
   await handle.signal(graphResumeSignal, 'eu-west-1');
   expect((await handle.result()).answer).toBe('eu-west-1');
-  await expect(handle.executeUpdate(graphResumeUpdate, { args: ['late'] })).rejects.toThrow();
+  const err = await handle.executeUpdate(graphResumeUpdate, { args: ['late'] }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowNotFoundError);
+  expect((err as Error).message).toMatch(/already completed/);
+});
+
+test('an update while the graph is not waiting for input is rejected by the validator and changes nothing', async () => {
+  // `prepare` sleeps, so the graph is running but has no interrupt pending.
+  const handle = await start(graphInterruptWorkflow, [{ timeout: '10 minutes', holdPrepare: '1 hour' }]);
+  await waitForStatus(handle, 'running');
+  const err = await handle.executeUpdate(graphResumeUpdate, { args: ['early'] }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+  const cause = (err as WorkflowUpdateFailedError).cause;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  expect((cause as ApplicationFailure).message).toBe('the graph is not waiting for input');
+  const snap = await handle.query(graphStateQuery);
+  expect(snap).toMatchObject({ status: 'running', node: 'prepare' });
+  expect(snap.interrupt).toBeUndefined();
+  expect(snap.state).toMatchObject({ answer: '' });
+  await handle.terminate('test done');
 });
 
 test('interrupt timeout: fails with GraphInterruptTimeout, or returns the default', async () => {

@@ -83,14 +83,24 @@ interface AskState {
   log: string[];
 }
 
-/** `ask` interrupts for an answer (resumed through the generic graphResume signal/update); `default` on timeout. */
-export async function graphInterruptWorkflow(opts: { timeout: Duration; fallback?: string }): Promise<AskState> {
+/**
+ * `ask` interrupts for an answer (resumed through the generic graphResume signal/update); `default` on timeout.
+ * `holdPrepare`: `prepare` sleeps this long first, so the graph runs without waiting for input meanwhile.
+ */
+export async function graphInterruptWorkflow(opts: {
+  timeout: Duration;
+  fallback?: string;
+  holdPrepare?: Duration;
+}): Promise<AskState> {
   const graph = new StateGraph<AskState>({
     question: channels.replace('Which region?'),
     answer: channels.replace(''),
     log: channels.append<string>(),
   })
-    .addNode('prepare', () => ({ log: ['prepared'] }))
+    .addNode('prepare', async () => {
+      if (opts.holdPrepare !== undefined) await sleep(opts.holdPrepare);
+      return { log: ['prepared'] };
+    })
     .addNode('ask', async (s, ctx) => {
       const answer = await ctx.interrupt<string>(
         { question: s.question },
