@@ -7,7 +7,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { LlmActivities } from '../contracts/llm';
 import { emptyUsage, type LlmChatInput, type LlmResult } from '../contracts/llm';
-import { bySchema, parseStructured, PLAN_SCHEMA, ROUTE_SCHEMA, validateJson } from '../workflows/design/common';
+import { bySchema, parseStructured, PLAN_SCHEMA, ROUTE_SCHEMA, validateJson } from '../workflows/design/schemas';
 import { routeDecision } from '../workflows/design/fallback';
 import { planMessages, routeMessages } from '../workflows/design/prompts';
 

@@ -5,6 +5,7 @@
 import {
   proxyActivities,
   proxyLocalActivities,
+  type ActivityInterfaceFor,
   type ActivityOptions,
   type LocalActivityOptions,
 } from '@temporalio/workflow';
@@ -53,8 +54,17 @@ export const CONTAINER_RUN: ActivityOptions = {
   },
 };
 
-/** The llm activities of `model`, pinned to the queue its nodes poll. */
-export function llmActivities(model: string, overrides: ActivityOptions = {}): LlmActivities {
+/** Terraform validation may run `terraform init` + `validate`, which take tens of seconds; retried a few times only. */
+export const TERRAFORM_VALIDATE: ActivityOptions = {
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES] },
+};
+
+/**
+ * The llm activities of `model`, pinned to the queue its nodes poll: the one place they are proxied. Each
+ * also takes per-call options (`executeWithOptions`: a summary, a retry budget).
+ */
+export function llmActivities(model: string, overrides: ActivityOptions = {}): ActivityInterfaceFor<LlmActivities> {
   return proxyActivities<LlmActivities>({ ...LLM_CALL, ...overrides, taskQueue: llmQueue(model) });
 }
 

@@ -6,7 +6,7 @@
  * an HCL error fixed on the second pass, an exhausted fix budget, a follow-up message that revises the
  * design, and cancelling a design while it waits for answers and while it generates.
  */
-import { REQUIREMENT_QUESTIONS } from '../../workflows/design/common';
+import { REQUIREMENT_QUESTIONS } from '../../workflows/design/schemas';
 import { Ollama } from 'ollama';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';

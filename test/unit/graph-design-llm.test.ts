@@ -9,18 +9,16 @@ import { combineTerraform } from '../../lib/terraform/combine';
 import { staticValidate } from '../../lib/terraform/validate';
 import { AWS_RESOURCE_TYPES, defaultResource, slug } from '../../workflows/design/catalog';
 import {
-  acceptPlan,
   FIX_SCHEMA,
   GATHER_SCHEMA,
   parseStructured,
   PLAN_SCHEMA,
-  planLevels,
-  renderResource,
   RESOURCE_SCHEMA,
   ROUTE_SCHEMA,
-  salvagePlan,
   validateJson,
-} from '../../workflows/design/common';
+} from '../../workflows/design/schemas';
+import { acceptPlan, planLevels, salvagePlan } from '../../workflows/design/plan-graph';
+import { renderResource } from '../../workflows/design/hcl';
 import {
   KEYWORD_INVALID_REPLY,
   keywordPlan,

@@ -1,7 +1,8 @@
 /** The design graph's pure pieces: block splitting/combining, plan levels, HCL rendering, and validation. */
 import { combineTerraform, splitBlocks } from '../../lib/terraform/combine';
 import { staticValidate, validateTerraform } from '../../lib/terraform/validate';
-import { normalizePlan, planLevels, renderResource, salvageResources } from '../../workflows/design/common';
+import { normalizePlan, planLevels, salvageResources } from '../../workflows/design/plan-graph';
+import { renderResource } from '../../workflows/design/hcl';
 import type { PlannedResource } from '../../contracts/design';
 
 jest.setTimeout(60_000);

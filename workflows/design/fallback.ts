@@ -5,7 +5,7 @@
  * Pure functions of their input, so a replay takes the same path. Workflow-safe: no I/O.
  */
 import type { AwsResourceType } from './catalog';
-import { MAX_PLAN_RESOURCES } from './common';
+import { MAX_PLAN_RESOURCES } from './schemas';
 import type { PlannedResource } from '../../contracts/design';
 
 /** Words that make a request an infrastructure request for the keyword router. */

@@ -1,75 +1,82 @@
 /**
- * The v2 design nodes as they ran before DESIGN_STRUCTURED_PATCH: one call (two attempts, then a varied one),
- * an unreadable reply degrading the node, and a bad plan sent back to the model once before the design fails
- * with DesignPlanInvalid. Designs started before the patch replay through these, so their commands stay the
- * same; new designs never run them. Delete with the patch once no such design can still be running.
+ * The LLM nodes of both design graphs as they ran before DESIGN_STRUCTURED_PATCH: one call (two attempts, then
+ * a varied one), an unreadable reply degrading the node, and (v2) a bad plan sent back to the model once before
+ * the design fails with DesignPlanInvalid. Designs started before the patch replay through these, so their
+ * commands stay the same; new designs never run them. Delete with the patch once no such design can still be
+ * running.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import {
-  DESIGN_PLAN_INVALID,
-  FIX_SCHEMA,
-  GATHER_SCHEMA,
-  normalizePlan,
-  parseJson,
-  PLAN_SCHEMA,
-  planLevels,
-  renderResource,
-  RESOURCE_SCHEMA,
-  ROUTE_SCHEMA,
-  salvageResources,
-  tallyOf,
-  type DesignActs,
-  type GeneratedResource,
-} from './common';
-import type { DesignState } from './graph';
+import { ErrorType } from '../../common/errors';
+import type { ChatMessage, LlmResult } from '../../contracts/llm';
+import type { GeneratedResource } from '../../contracts/design';
+import { tallyOf, type DesignActs } from './activities';
+import { askedQuestions, nonEmptyStrings, questionsOf, type DesignBase, type DesignNode } from './builder';
+import { renderResource } from './hcl';
+import { draftToPlan, normalizePlan, planLevels, salvageResources, type EngineerResource } from './plan-graph';
 import {
   acceptFixedFiles,
+  briefMessages,
+  consultantMessages,
+  engineerMessages,
   fixMessages,
   gatherMessages,
   generateMessages,
+  leadMessages,
   planMessages,
   routeMessages,
+  transcript,
 } from './prompts';
+import {
+  ENGINEER_SCHEMA,
+  FIX_SCHEMA,
+  GATHER_SCHEMA,
+  LEAD_SCHEMA,
+  parseJson,
+  PLAN_SCHEMA,
+  RESOURCE_SCHEMA,
+  ROUTE_SCHEMA,
+} from './schemas';
+import type { V1State } from './v1-graph';
+import type { DesignState } from './v2-graph';
 
-type Node = (s: DesignState) => Promise<Partial<DesignState>>;
+/** The JSON of a pre-patch reply; undefined when there was no reply or it was not JSON. */
+const read = <T>(res: LlmResult | undefined): T | undefined => parseJson<T>(res?.content ?? '');
+
+/** The pre-patch requirements call (v2 `gather`, v1 `consultant`) and its JSON. */
+async function requirementsCall(acts: DesignActs, node: string, s: DesignBase, messages: ChatMessage[]) {
+  const res = await acts.chat(
+    node,
+    `requirements, round ${s.questionRound + 1}`,
+    messages,
+    GATHER_SCHEMA,
+    'design.gather',
+  );
+  return { res, out: read<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res) };
+}
 
 export function legacyV2Nodes(
   acts: DesignActs,
   maxRounds: number,
-): Record<'route' | 'gather' | 'plan' | 'generate' | 'fix', Node> {
+): Record<'route' | 'gather' | 'plan' | 'generate' | 'fix', DesignNode<DesignState>> {
   return {
     async route(s) {
       if (!s.request.trim()) return { category: 'end', reply: 'The request is empty.' };
       const res = await acts.chat('route', 'classify the request', routeMessages(s), ROUTE_SCHEMA, 'design.route');
-      const out = parseJson<{ category?: string; reply?: string }>(res?.content ?? '');
+      const out = read<{ category?: string; reply?: string }>(res);
       // A reply we cannot read is treated as a request: `gather` will ask if it is unclear.
       const category = out?.category === 'invalid' || out?.category === 'end' ? out.category : 'infrastructure';
       return { category, reply: out?.reply ?? '', tally: tallyOf(res) };
     },
     async gather(s) {
-      const res = await acts.chat(
-        'gather',
-        `requirements, round ${s.questionRound + 1}`,
-        gatherMessages(s),
-        GATHER_SCHEMA,
-        'design.gather',
-      );
-      const out = parseJson<{ requirements?: Record<string, unknown>; questions?: unknown[] }>(res?.content ?? '');
+      const { res, out } = await requirementsCall(acts, 'gather', s, gatherMessages(s));
       const requirements: Record<string, string> = {};
       for (const [k, v] of Object.entries(out?.requirements ?? {})) {
         if (typeof v === 'string' && v.trim()) requirements[k] = v.trim();
       }
-      const asked = (out?.questions ?? [])
-        .map((q) => (typeof q === 'string' ? q : String((q as { text?: unknown })?.text ?? '')).trim())
-        .filter(Boolean)
-        .slice(0, 5);
-      const done = asked.length === 0 || s.questionRound >= maxRounds;
-      return {
-        requirements,
-        questions: done ? [] : asked.map((text, i) => ({ id: `q${i + 1}`, text })),
-        gatherDone: done,
-        tally: tallyOf(res),
-      };
+      const asked = askedQuestions(out?.questions ?? [], (q) =>
+        typeof q === 'string' ? q : String((q as { text?: unknown })?.text ?? ''),
+      );
+      return { requirements, ...questionsOf(asked, s.questionRound, maxRounds), tally: tallyOf(res) };
     },
     async plan(s) {
       const res = await acts.chat(
@@ -80,12 +87,12 @@ export function legacyV2Nodes(
         'design.plan',
       );
       const attempts = s.planAttempts + 1;
-      const norm = normalizePlan(parseJson(res?.content ?? '') ?? salvageResources(res?.content ?? ''));
+      const norm = normalizePlan(read(res) ?? salvageResources(res?.content ?? ''));
       const lv = 'error' in norm ? norm : planLevels(norm.resources);
       const error = 'error' in lv ? lv.error : '';
       if (error && attempts >= 2) {
         throw ApplicationFailure.create({
-          type: DESIGN_PLAN_INVALID,
+          type: ErrorType.DesignPlanInvalid,
           message: `the model could not produce a valid plan after ${attempts} attempts: ${error}`,
           nonRetryable: true,
         });
@@ -110,14 +117,62 @@ export function legacyV2Nodes(
         RESOURCE_SCHEMA,
         'design.generate',
       );
-      const gen = parseJson<GeneratedResource>(res?.content ?? '') ?? {};
+      const gen = read<GeneratedResource>(res) ?? {};
       return { snippets: { [r.id]: renderResource(r, gen, s.resources) }, tally: tallyOf(res) };
     },
     async fix(s) {
       const res = await acts.chat('fix', `fix pass ${s.fixIterations + 1}`, fixMessages(s), FIX_SCHEMA, 'design.fix');
       return {
-        files: acceptFixedFiles(s.files, parseJson(res?.content ?? '')),
+        files: acceptFixedFiles(s.files, read(res)),
         fixIterations: s.fixIterations + 1,
+        tally: tallyOf(res),
+      };
+    },
+  };
+}
+
+export function legacyV1Nodes(
+  acts: DesignActs,
+  maxRounds: number,
+): Record<'consultant' | 'promptGenerator' | 'engineer' | 'lead', DesignNode<V1State>> {
+  return {
+    async consultant(s) {
+      const { res, out } = await requirementsCall(acts, 'consultant', s, consultantMessages(s));
+      return {
+        requirements: nonEmptyStrings(out?.requirements ?? {}),
+        ...questionsOf(askedQuestions(out?.questions ?? []), s.questionRound, maxRounds),
+        tally: tallyOf(res),
+      };
+    },
+    async promptGenerator(s) {
+      const res = await acts.chat('promptGenerator', 'engineering brief', briefMessages(s), undefined, 'design.plan');
+      return { engineeringPrompt: res?.content.trim() || transcript(s.messages), tally: tallyOf(res) };
+    },
+    async engineer(s) {
+      const res = await acts.chat(
+        'engineer',
+        s.reviewNotes ? `draft ${s.reviewRounds + 1} (with review notes)` : 'draft 1',
+        engineerMessages(s),
+        ENGINEER_SCHEMA,
+        'design.plan',
+      );
+      const list = read<{ resources?: EngineerResource[] }>(res)?.resources ?? [];
+      return { ...draftToPlan(Array.isArray(list) ? list : []), tally: tallyOf(res) };
+    },
+    async lead(s) {
+      const res = await acts.chat(
+        'lead',
+        `review ${s.reviewRounds + 1}`,
+        leadMessages(s),
+        LEAD_SCHEMA,
+        'design.gather',
+      );
+      const out = read<{ approved?: boolean; notes?: string }>(res);
+      // No answer from the lead at all: nothing to review with, so the draft goes on.
+      return {
+        approved: res === undefined || out?.approved === true,
+        reviewNotes: out?.notes ?? '',
+        reviewRounds: s.reviewRounds + 1,
         tally: tallyOf(res),
       };
     },

@@ -1,10 +1,10 @@
 /**
- * The messages each v2 design node sends. Shared by the current nodes and the pre-patch ones (a prompt is an
+ * The messages each design node sends (v2's, then v1's). Shared by the current nodes and the pre-patch ones (a prompt is an
  * activity input, so changing it never affects replay). The first line of every system message names the
  * node (`ainode design: <node>`): the Web UI history and the scripted test Ollama both key on it.
  */
 import type { ChatMessage } from '../../contracts/llm';
-import { MAX_QUESTIONS } from './common';
+import { MAX_QUESTIONS } from './schemas';
 import type { PlannedResource } from '../../contracts/design';
 
 export const system = (node: string, text: string): ChatMessage => ({
@@ -14,6 +14,11 @@ export const system = (node: string, text: string): ChatMessage => ({
 
 export const transcript = (messages: ChatMessage[]) =>
   messages.map((m) => `${m.role === 'user' ? 'User' : 'Assistant'}: ${m.content}`).join('\n');
+
+/** Transcript line of the questions asked in one round. */
+export function questionsText(questions: { id: string; text: string }[]): string {
+  return questions.map((q, i) => `${i + 1}. [${q.id}] ${q.text}`).join('\n');
+}
 
 interface PromptState {
   request: string;
@@ -116,4 +121,51 @@ export function acceptFixedFiles(current: Record<string, string>, raw: unknown):
     if (name && /^[\w-]+\.tf$/.test(name) && typeof f.content === 'string') out[name] = f.content;
   }
   return out;
+}
+
+// ------------------------------------------------------------------------------------------------ v1
+
+interface V1PromptState {
+  messages: ChatMessage[];
+  requirements: Record<string, string>;
+  engineeringPrompt: string;
+  reviewNotes: string;
+  snippets: string[];
+}
+
+export function consultantMessages(s: Pick<V1PromptState, 'messages' | 'requirements'>): ChatMessage[] {
+  return [
+    system(
+      'consultant',
+      'You are a cloud consultant. Fill "requirements" from the conversation and ask in "questions" only what is missing (at most 3).',
+    ),
+    { role: 'user', content: `${transcript(s.messages)}\nKnown requirements: ${JSON.stringify(s.requirements)}` },
+  ];
+}
+
+export function briefMessages(s: Pick<V1PromptState, 'messages' | 'requirements'>): ChatMessage[] {
+  return [
+    system('promptGenerator', 'Write a concise engineering brief for a Terraform engineer from this conversation.'),
+    { role: 'user', content: `${transcript(s.messages)}\nRequirements: ${JSON.stringify(s.requirements)}` },
+  ];
+}
+
+export function engineerMessages(s: Pick<V1PromptState, 'engineeringPrompt' | 'reviewNotes'>): ChatMessage[] {
+  return [
+    system(
+      'engineer',
+      'You are a Terraform engineer. Describe every resource as JSON: type, name, attributes, blocks, outputs.',
+    ),
+    {
+      role: 'user',
+      content: s.engineeringPrompt + (s.reviewNotes ? `\n\nReview notes to address:\n${s.reviewNotes}` : ''),
+    },
+  ];
+}
+
+export function leadMessages(s: Pick<V1PromptState, 'engineeringPrompt' | 'snippets'>): ChatMessage[] {
+  return [
+    system('lead', 'You are the lead engineer. Approve the draft, or return short review notes on what must change.'),
+    { role: 'user', content: `Brief:\n${s.engineeringPrompt}\n\nDraft:\n${s.snippets.join('\n\n')}` },
+  ];
 }

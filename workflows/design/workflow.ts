@@ -3,7 +3,8 @@
  * route → gather (⇄ human answers) → plan (⇄ once on a bad plan) → generate (per level, in parallel) →
  * combine → validate ⇄ fix → store. A follow-up message revises the design from `gather`.
  */
-import { buildInfraDesignGraph, runDesign, stateForRevision, viewDesignState, type DesignState } from './graph';
+import { runDesign } from './run';
+import { buildInfraDesignGraph, stateForRevision, viewDesignState, type DesignState } from './v2-graph';
 import type { DesignResult, InfraDesignInput } from '../../contracts/design';
 
 /** Designs infrastructure from a plain-language request; see the file header. */

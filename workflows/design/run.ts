@@ -1,0 +1,179 @@
+/**
+ * `runDesign`: runs one design graph (v1 or v2) with the handlers every design workflow shares (status query,
+ * answers by signal and by validated update, follow-up messages), the WaitingForInput search attribute and the
+ * Web UI's current details, then the follow-up loop that revises a finished design.
+ * Workflow code, but not a workflow itself: the barrel exports only the workflow files.
+ */
+import {
+  ApplicationFailure,
+  condition,
+  isCancellation,
+  patched,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import { ErrorType } from '../../common/errors';
+import { SearchAttributeKey } from '../../common/search-attributes';
+import {
+  designAnswersSignal,
+  designMessageSignal,
+  designStatusQuery,
+  submitDesignAnswersUpdate,
+} from '../../contracts/definitions';
+import type {
+  DesignGraphVersion,
+  DesignPhase,
+  DesignQuestion,
+  DesignResult,
+  DesignStatus,
+  InfraDesignInput,
+  LlmPath,
+} from '../../contracts/design';
+import type { CompiledGraph } from '../graph';
+import type { DesignGraphOptions } from './builder';
+import { DESIGN_DEFAULTS, DESIGN_STRUCTURED_PATCH } from './settings';
+
+/**
+ * Runs one design graph with the handlers every design workflow shares: status query, answers (signal and
+ * validated update), follow-up messages, and the WaitingForInput search attribute.
+ */
+export async function runDesign<S extends object>(opts: {
+  input: InfraDesignInput;
+  version: DesignGraphVersion;
+  build: (hooks: Pick<DesignGraphOptions, 'onInterrupt' | 'onStep' | 'structured'>) => CompiledGraph<S>;
+  initial: Partial<S>;
+  /** Where a follow-up restarts, and the update that carries the message. */
+  revise: (final: S, message: string) => { startAt: string; state: S; input: Partial<S> };
+  view: (s: S) => Omit<DesignStatus, 'designId' | 'graph' | 'phase' | 'node' | 'revision' | 'questions' | 'steps'> & {
+    outcome: DesignPhase;
+  };
+}): Promise<DesignResult> {
+  const { input } = opts;
+  // Decided once, at the start: a design keeps the node code it started with for its whole run.
+  const structured = patched(DESIGN_STRUCTURED_PATCH);
+  let phase: DesignPhase = 'running';
+  let revision = 1;
+  const followUps: string[] = [];
+  /** ` (fallback: plan; repaired: route)`: the Web UI's current details show which nodes did not use the model. */
+  const pathsText = () => {
+    const paths = opts.view(graph.snapshot().state).llmPaths;
+    const by = (p: LlmPath) =>
+      Object.entries(paths)
+        .filter(([, v]) => v === p)
+        .map(([k]) => k);
+    const parts = (['repaired', 'fallback'] as const)
+      .filter((p) => by(p).length)
+      .map((p) => `${p}: ${by(p).join(', ')}`);
+    return parts.length ? ` (${parts.join('; ')})` : '';
+  };
+  const graph = opts.build({
+    structured,
+    onInterrupt: (pending) => {
+      upsertSearchAttributes([{ key: SearchAttributeKey.WaitingForInput, value: Boolean(pending) }]);
+      const n = Array.isArray(pending?.request) ? pending.request.length : 0;
+      setCurrentDetails(pending ? `Waiting for answers to ${n} question(s) (node ${pending.node})` : 'Running');
+    },
+    onStep: (node) => {
+      if (!graph.pendingInterrupt) setCurrentDetails(`Revision ${revision}: ${node ?? ''}${pathsText()}`);
+    },
+  });
+  const pendingQuestions = (): DesignQuestion[] => {
+    const req = graph.pendingInterrupt?.request;
+    return Array.isArray(req) ? (req as DesignQuestion[]) : [];
+  };
+  const status = (): DesignStatus => {
+    const snap = graph.snapshot();
+    const v = opts.view(snap.state);
+    return {
+      designId: input.designId,
+      graph: opts.version,
+      phase: snap.interrupt ? 'waiting_for_answers' : phase === 'running' ? 'running' : v.outcome,
+      node: snap.node,
+      revision,
+      questions: pendingQuestions(),
+      requirements: v.requirements,
+      plan: v.plan,
+      files: v.files,
+      validation: v.validation,
+      terraformValidated: v.terraformValidated,
+      reply: v.reply,
+      usage: v.usage,
+      llmCalls: v.llmCalls,
+      llmPaths: v.llmPaths,
+      notes: v.notes,
+      steps: snap.steps.map(({ step, node, taskIndex }) => ({ step, node, taskIndex })),
+    };
+  };
+
+  setHandler(designStatusQuery, status);
+  setHandler(designAnswersSignal, ({ answers }) => {
+    const ids = new Set(pendingQuestions().map((q) => q.id));
+    const known = Object.fromEntries(Object.entries(answers ?? {}).filter(([id]) => ids.has(id)));
+    if (Object.keys(known).length > 0) graph.resume(known);
+  });
+  setHandler(
+    submitDesignAnswersUpdate,
+    ({ answers }) => {
+      graph.resume(answers);
+      return { accepted: Object.keys(answers), round: revision };
+    },
+    {
+      validator: ({ answers }) => {
+        const questions = pendingQuestions();
+        if (!graph.pendingInterrupt || questions.length === 0) {
+          throw ApplicationFailure.create({
+            type: ErrorType.Conflict,
+            message: `design ${input.designId} is not waiting for answers (phase: ${status().phase})`,
+            nonRetryable: true,
+          });
+        }
+        const ids = new Set(questions.map((q) => q.id));
+        const entries = Object.entries(answers ?? {});
+        const unknown = entries.filter(([id]) => !ids.has(id)).map(([id]) => id);
+        if (entries.length === 0 || unknown.length > 0) {
+          throw ApplicationFailure.create({
+            type: ErrorType.InvalidRequest,
+            message:
+              entries.length === 0
+                ? 'no answers given'
+                : `unknown question id(s): ${unknown.join(', ')}; pending: ${[...ids].join(', ')}`,
+            nonRetryable: true,
+          });
+        }
+        const empty = entries.filter(([, text]) => typeof text !== 'string' || !text.trim()).map(([id]) => id);
+        if (empty.length > 0) {
+          throw ApplicationFailure.create({
+            type: ErrorType.InvalidRequest,
+            message: `empty answer for: ${empty.join(', ')}`,
+            nonRetryable: true,
+          });
+        }
+      },
+    },
+  );
+  setHandler(designMessageSignal, ({ message }) => {
+    if (typeof message === 'string' && message.trim()) followUps.push(message.trim());
+  });
+
+  let final = await graph.invoke(opts.initial);
+  phase = opts.view(final).outcome;
+  const followUpWindow = input.followUpWindow ?? DESIGN_DEFAULTS.followUpWindow;
+  for (;;) {
+    try {
+      if (!(await condition(() => followUps.length > 0, followUpWindow))) break;
+    } catch (err) {
+      // Cancelled after it finished: the design stands, only the follow-up window closes.
+      if (isCancellation(err)) break;
+      throw err;
+    }
+    const next = opts.revise(final, followUps.shift()!);
+    revision++;
+    phase = 'running';
+    final = await graph.invoke(next.input, { startAt: next.startAt, state: next.state });
+    phase = opts.view(final).outcome;
+  }
+  setCurrentDetails(`Finished (${phase}), revision ${revision}${pathsText()}`);
+  const { steps, questions: _q, ...rest } = status();
+  return { ...rest, phase, steps: steps.length };
+}
