@@ -3,45 +3,25 @@
  * whose arrival time is the reply time. The LLM is a scripted fake Ollama answering at once, so what is
  * measured is the platform: webhook → signalWithStart → debounce → router + agent activities → callback.
  * 1. Bursts of 3 messages: (reply − last message accepted) − quiet window = overhead, which includes the two
- *    (instant) LLM calls. Target (DESIGN.md): ≤ 100 ms p50.
+ *    (instant) LLM calls. Target (docs/operations.md, Benchmarks): ≤ 100 ms p50.
  * 2. 200 chats at once on one orchestrator worker: replies per second and p95 latency.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { Ollama } from 'ollama';
-import { createApp } from '../api/app';
-import { createCatalog } from '../lib/llm/catalog';
-import { createLlmActivities } from '../activities/llm';
-import { createStorage, ensureStorage } from '../lib/storage/clients';
 import { signBody, SIGNATURE_HEADER, verifySignature } from '../lib/channel/signature';
-import { createLogger } from '../common/logger';
-import { llmQueue } from '../common/task-queues';
-import { createOrchestratorWorker } from '../workers/orchestrator';
-import { startFakeOllama } from '../test/helpers/fake-ollama';
-import { round, sleep, summarize, type Bench, type Row } from './lib';
+import { round, sleep, startStack, summarize, type Bench, type Row } from './lib';
 
 const MODEL = 'benchfake:1b';
 const SECRET = 'bench-webhook-secret';
-const BURSTS = Number(process.env.BENCH_CHAT_BURSTS ?? 20);
-const CONCURRENT = Number(process.env.BENCH_CHAT_CONCURRENT ?? 200);
+const QUICK = Boolean(process.env.BENCH_QUICK);
+const BURSTS = Number(process.env.BENCH_CHAT_BURSTS ?? (QUICK ? 10 : 40));
+const CONCURRENT = Number(process.env.BENCH_CHAT_CONCURRENT ?? (QUICK ? 20 : 200));
 const QUIET_MS = 300;
 const GOAL_OVERHEAD_P50_MS = 100;
 
 export const bench: Bench = {
   name: 'chat',
   async run(ctx) {
-    try {
-      Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
-    } catch {
-      // installed by an earlier bench in this process
-    }
-    const fake = await startFakeOllama({
-      models: [MODEL],
-      script: (req) => (req.format ? '{"agent":"general","reason":"bench"}' : 'Thanks, noted!'),
-    });
-
     // The channel: records when each chat's reply arrives, and checks its signature.
     const arrivals = new Map<string, number>();
     const waiters = new Map<string, () => void>();
@@ -61,40 +41,29 @@ export const bench: Bench = {
     });
     await new Promise<void>((r) => channel.listen(0, '127.0.0.1', r));
     const callbackUrl = `http://127.0.0.1:${(channel.address() as AddressInfo).port}/replies`;
-
-    const config = {
-      ...ctx.config,
-      DEFAULT_MODEL: MODEL,
-      CHANNEL_WEBHOOK_SECRET: SECRET,
-      CHANNEL_CALLBACK_URL: callbackUrl,
-      CHAT_QUIET_MS: QUIET_MS,
-      CHAT_MAX_WAIT_MS: 10 * QUIET_MS,
-      API_RATE_LIMIT_PER_MINUTE: 1_000_000,
+    const closeChannel = () => {
+      channel.closeAllConnections();
+      return new Promise<void>((r) => channel.close(() => r()));
     };
-    const storage = createStorage(config);
-    await ensureStorage(storage);
-    const workerConnection = await NativeConnection.connect({ address: ctx.temporalAddress });
-    const clientConnection = await Connection.connect({ address: ctx.temporalAddress });
-    const temporal = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
-    const workers = [
-      await createOrchestratorWorker({ connection: workerConnection, config, storage }),
-      await Worker.create({
-        connection: workerConnection,
-        taskQueue: llmQueue(MODEL),
-        activities: createLlmActivities({
-          ollama: new Ollama({ host: fake.url }),
-          nodeId: 'fake',
-          numCtx: config.LLM_NUM_CTX,
-          callTimeoutMs: 30_000,
-        }),
-      }),
-    ];
-    const running = Promise.all(workers.map((w) => w.run()));
-    const catalog = createCatalog({ nodes: [{ id: 'fake', url: fake.url }], nodeTimeoutMs: 2000 });
-    const app = createApp({ config, temporal, storage, catalog, logger: createLogger('api', config) });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-    const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const stack = await startStack(ctx, {
+      workflows: 'orchestrator',
+      llm: 'fake',
+      fake: {
+        model: MODEL,
+        script: (req) => (req.format ? '{"agent":"general","reason":"bench"}' : 'Thanks, noted!'),
+      },
+      api: true,
+      config: {
+        CHANNEL_WEBHOOK_SECRET: SECRET,
+        CHANNEL_CALLBACK_URL: callbackUrl,
+        CHAT_QUIET_MS: QUIET_MS,
+        CHAT_MAX_WAIT_MS: 10 * QUIET_MS,
+      },
+    }).catch(async (err: unknown) => {
+      await closeChannel();
+      throw err;
+    });
 
     const run = Date.now().toString(36);
     let seq = 0;
@@ -104,7 +73,7 @@ export const bench: Bench = {
         type: 'message',
         entity: { id: `b${run}-${++seq}`, chatId, plainText: text, personType: 'user', createdAt: Date.now() },
       });
-      const res = await fetch(`${apiUrl}/webhooks/channel`, {
+      const res = await fetch(`${stack.apiUrl}/webhooks/channel`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signBody(SECRET, body) },
         body,
@@ -150,14 +119,14 @@ export const bench: Bench = {
       const rows: Row[] = [
         {
           bench: 'chat',
-          metric: `reply overhead after debounce p50 (n=${BURSTS})`,
+          metric: `reply overhead after debounce p50 (n=${o.n})`,
           value: round(o.p50),
           unit: 'ms',
           goal: `≤ ${GOAL_OVERHEAD_P50_MS} ms`,
           pass: o.p50 <= GOAL_OVERHEAD_P50_MS,
           note: `reply − last message − ${QUIET_MS} ms quiet window; includes 2 instant (fake) LLM calls`,
         },
-        { bench: 'chat', metric: 'reply overhead after debounce p95', value: round(o.p95), unit: 'ms' },
+        { bench: 'chat', metric: `reply overhead after debounce p95 (n=${o.n})`, value: round(o.p95), unit: 'ms' },
         {
           bench: 'chat',
           metric: `${CONCURRENT} concurrent chats: replies/s`,
@@ -182,16 +151,8 @@ export const bench: Bench = {
       ];
       return rows;
     } finally {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-      await running;
-      await clientConnection.close();
-      await workerConnection.close();
-      storage.close();
-      channel.closeAllConnections();
-      await new Promise<void>((r) => channel.close(() => r()));
-      await fake.close();
+      await stack.stop();
+      await closeChannel();
     }
   },
 };

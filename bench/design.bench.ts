@@ -3,28 +3,40 @@
  * level, 8 concurrent `generate` activities) against the same workflow with the 8 resources chained (8 levels,
  * strictly sequential), on an llm worker with 8 slots. The node is a scripted Ollama with a fixed latency per
  * generation, so the number measures the orchestration's parallelism (Temporal + the engine's fan-out), not
- * the CPU/GPU. Target: the parallel level takes ≤ 1.3 × the slowest single generation of the sequential run.
- * (2) Engine overhead per step (state merge through reducers + edge routing) in the workflow sandbox, and the
- * latency of the `graphState` query.
+ * the CPU/GPU. Each run pairs one sequential and one parallel design back to back (alternating which goes
+ * first); the per-run ratio is the parallel level's span over the median single generation of the sequential
+ * design. Target: the median of those ratios ≤ 1.3.
+ * (2) Engine overhead per step (state merge through reducers + edge routing) in the workflow sandbox, as the
+ * median of paired differences between a long and a short graph, and the latency of the `graphState` query.
  */
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { Ollama } from 'ollama';
-import { createLlmActivities } from '../activities/llm';
-import { createDesignActivities } from '../activities/design';
-import { createStorage, ensureStorage } from '../lib/storage/clients';
-import { createTerraformActivities } from '../activities/terraform';
-import { llmQueue } from '../common/task-queues';
 import { designStatusQuery, graphResumeSignal, graphStateQuery } from '../contracts/definitions';
 import type { DesignStatus } from '../contracts/design';
-import { startFakeOllama, type FakeRequest } from '../test/helpers/fake-ollama';
-import { round, summarize, timeMs, type Bench, type BenchContext, type Row } from './lib';
+import { createDesignActivities } from '../activities/design';
+import { createTerraformActivities } from '../activities/terraform';
+import type { FakeRequest } from '../test/helpers/fake-ollama';
+import {
+  measurePaired,
+  percentile,
+  round,
+  sleep,
+  startStack,
+  summarize,
+  timeMs,
+  type Bench,
+  type BenchContext,
+  type Row,
+} from './lib';
 
 const MODEL = 'bench-design:1b';
 const RESOURCES = 8;
 const GEN_LATENCY_MS = Number(process.env.BENCH_DESIGN_GEN_MS ?? 400);
+const QUICK = Boolean(process.env.BENCH_QUICK);
+/** Paired sequential + parallel designs; the ratio reported is their median. */
+const RUNS = Number(process.env.BENCH_DESIGN_RUNS ?? (QUICK ? 3 : 10));
 const STEP_N = 200;
-const QUERIES = 50;
+const STEP_RUNS = QUICK ? 3 : 10;
+const QUERIES = QUICK ? 20 : 50;
+const GOAL_RATIO = 1.3;
 
 const nodeOf = (r: FakeRequest) => /ainode design: (\w+)/.exec(r.messages[0]?.content ?? '')?.[1] ?? '';
 
@@ -40,78 +52,59 @@ function plan(chained: boolean) {
   };
 }
 
-/** Generate steps of a finished design: span of the phase, and the slowest single step. */
+/** Generate steps of a finished design: span of the phase, and the median single step. */
 function generatePhase(status: DesignStatus, steps: { node: string; startedAt: number; durationMs: number }[]) {
   const gen = steps.filter((s) => s.node === 'generate');
+  if (gen.length !== RESOURCES)
+    throw new Error(`design ${status.designId} (${status.phase}): ${gen.length} generate steps, not ${RESOURCES}`);
   const start = Math.min(...gen.map((s) => s.startedAt));
   const end = Math.max(...gen.map((s) => s.startedAt + s.durationMs));
-  return { count: gen.length, spanMs: end - start, slowestMs: Math.max(...gen.map((s) => s.durationMs)), status };
+  return {
+    spanMs: end - start,
+    medianMs: percentile(
+      gen.map((s) => s.durationMs),
+      50,
+    ),
+  };
 }
 
 export const bench: Bench = {
   name: 'design',
   async run(ctx: BenchContext): Promise<Row[]> {
-    try {
-      Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
-    } catch {
-      // installed by an earlier bench in this process
-    }
     let chained = false;
-    const fake = await startFakeOllama({
-      models: [MODEL],
-      script: async (req) => {
-        const node = nodeOf(req);
-        if (node === 'route') return JSON.stringify({ category: 'infrastructure', reply: '' });
-        if (node === 'gather') return JSON.stringify({ requirements: { region: 'eu-west-1' }, questions: [] });
-        if (node === 'plan') return JSON.stringify(plan(chained));
-        if (node === 'generate') {
-          await new Promise((r) => setTimeout(r, GEN_LATENCY_MS));
-          return JSON.stringify({ attributes: { bucket: 'bench' } });
-        }
-        return '{}';
+    const stack = await startStack(ctx, {
+      llm: 'fake',
+      fake: {
+        model: MODEL,
+        slots: RESOURCES,
+        script: async (req) => {
+          const node = nodeOf(req);
+          if (node === 'route') return JSON.stringify({ category: 'infrastructure', reply: '' });
+          if (node === 'gather') return JSON.stringify({ requirements: { region: 'eu-west-1' }, questions: [] });
+          if (node === 'plan') return JSON.stringify(plan(chained));
+          if (node === 'generate') {
+            await sleep(GEN_LATENCY_MS);
+            return JSON.stringify({ attributes: { bucket: 'bench' } });
+          }
+          return '{}';
+        },
       },
+      workflows: {
+        path: require.resolve('./design-bench-workflows'),
+        activities: ({ storage }) => ({
+          ...createTerraformActivities({ terraformBin: null }),
+          ...createDesignActivities({ storage }),
+        }),
+      },
+      config: { S3_BUCKET: `bench-design-${Date.now()}` },
     });
-    const storage = createStorage({ ...ctx.config, S3_BUCKET: `bench-design-${Date.now()}` });
-    await ensureStorage(storage);
-    const workerConnection = await NativeConnection.connect({ address: ctx.temporalAddress });
-    const connection = await Connection.connect({ address: ctx.temporalAddress });
-    const client = new Client({ connection });
-    const taskQueue = `bench-design-${Date.now()}`;
-    const quiet = {
-      trace: () => undefined,
-      debug: () => undefined,
-      info: () => undefined,
-      warn: () => undefined,
-      error: () => undefined,
-    };
-    const workers = [
-      await Worker.create({
-        connection: workerConnection,
-        taskQueue: llmQueue(MODEL),
-        maxConcurrentActivityTaskExecutions: RESOURCES,
-        activities: createLlmActivities({
-          ollama: new Ollama({ host: fake.url }),
-          nodeId: 'bench',
-          numCtx: 2048,
-          callTimeoutMs: 60_000,
-        }),
-      }),
-      await Worker.create({
-        connection: workerConnection,
-        taskQueue,
-        workflowBundle: await bundleWorkflowCode({
-          workflowsPath: require.resolve('./design-bench-workflows'),
-          logger: { ...quiet, log: () => undefined },
-        }),
-        activities: { ...createTerraformActivities({ terraformBin: null }), ...createDesignActivities({ storage }) },
-      }),
-    ];
-    const running = Promise.all(workers.map((w) => w.run()));
+    const { client, taskQueue } = stack;
     const rows: Row[] = [];
     try {
+      let seq = 0;
       const runDesign = async (chain: boolean) => {
         chained = chain;
-        const designId = `bench-design-${chain ? 'seq' : 'par'}-${Date.now()}`;
+        const designId = `bench-design-${chain ? 'seq' : 'par'}-${Date.now()}-${seq++}`;
         const handle = await client.workflow.start('infraDesignWorkflow', {
           taskQueue,
           workflowId: designId,
@@ -122,52 +115,73 @@ export const bench: Bench = {
         return generatePhase(await handle.query(designStatusQuery), snap.steps);
       };
       await runDesign(false); // warm-up: bundles loaded, connections open
-      const seq = await runDesign(true);
-      const par = await runDesign(false);
-      ctx.log(`design: sequential ${seq.spanMs} ms (${seq.count} steps), parallel ${par.spanMs} ms`);
-      const r = par.spanMs / seq.slowestMs;
+      // Per run: the sequential design gives the single-generation time (median of its 8 steps) and the
+      // sequential span, the parallel design the span of its one level; the two alternate which goes first.
+      const seqSpans: number[] = [];
+      const designs = await measurePaired({
+        n: RUNS,
+        signal: ctx.signal,
+        baseline: async () => {
+          const d = await runDesign(true);
+          seqSpans.push(d.spanMs);
+          return d.medianMs;
+        },
+        subject: async () => (await runDesign(false)).spanMs,
+      });
+      const parSpans = designs.subject;
+      const r = percentile(designs.ratios, 50);
+      const seqRatios = seqSpans.map((span, i) => span / parSpans[i]!);
+      const range = (xs: number[]) => `${round(Math.min(...xs))}–${round(Math.max(...xs))}`;
+      ctx.log(
+        `design: ${RUNS} paired runs, parallel / single generation: ${designs.ratios.map((x) => round(x)).join(' ')}`,
+      );
       rows.push(
         {
           bench: 'design',
-          metric: `generate ${RESOURCES} independent resources (parallel level)`,
-          value: par.spanMs,
+          metric: `generate ${RESOURCES} independent resources (parallel level) p50`,
+          value: round(percentile(parSpans, 50)),
           unit: 'ms',
-          baseline: seq.slowestMs,
+          baseline: round(percentile(designs.baseline, 50)),
           ratio: round(r),
-          goal: '≤ 1.3 × the slowest single generation',
-          pass: r <= 1.3,
-          note: `scripted node, ${GEN_LATENCY_MS} ms per generation, 8 slots`,
+          goal: `≤ ${GOAL_RATIO} × a single generation (median of per-run ratios)`,
+          pass: r <= GOAL_RATIO,
+          note: `n=${RUNS} paired runs, ratios ${range(designs.ratios)}; baseline: median generate step of the sequential design in the same run; scripted node, ${GEN_LATENCY_MS} ms per generation, ${RESOURCES} slots`,
         },
         {
           bench: 'design',
-          metric: `generate ${RESOURCES} chained resources (sequential levels)`,
-          value: seq.spanMs,
+          metric: `generate ${RESOURCES} chained resources (sequential levels) p50`,
+          value: round(percentile(seqSpans, 50)),
           unit: 'ms',
-          baseline: par.spanMs,
-          ratio: round(seq.spanMs / par.spanMs),
-          note: 'the same workflow with each resource depending on the previous one',
+          baseline: round(percentile(parSpans, 50)),
+          ratio: round(percentile(seqRatios, 50)),
+          note: `the same workflow with each resource depending on the previous one; ratio: median of ${RUNS} per-run ratios (${range(seqRatios)})`,
         },
       );
 
-      // Engine overhead: a graph of trivial nodes (no activities) — total time per step beyond a 2-step graph.
-      const routing = async (limit: number) =>
+      // Engine overhead: a graph of trivial nodes (no activities), long vs short, paired and alternating.
+      let wf = 0;
+      const routing = (limit: number) =>
         timeMs(() =>
           client.workflow.execute('graphRoutingWorkflow', {
             taskQueue,
-            workflowId: `bench-graph-${limit}-${Date.now()}`,
+            workflowId: `bench-graph-${limit}-${Date.now()}-${wf++}`,
             args: [limit, STEP_N + 10],
           }),
         );
-      await routing(1);
-      const small = await routing(1);
-      const big = await routing(STEP_N / 2);
-      const perStep = (big - small) / (STEP_N - 2);
+      const graphs = await measurePaired({
+        n: STEP_RUNS,
+        warmup: 1,
+        signal: ctx.signal,
+        baseline: () => routing(1),
+        subject: () => routing(STEP_N / 2),
+      });
+      const perStep = percentile(graphs.added, 50) / (STEP_N - 2);
       rows.push({
         bench: 'design',
         metric: 'engine overhead per step (state merge + routing, in the sandbox)',
         value: round(perStep, 3),
         unit: 'ms',
-        note: `${STEP_N}-step graph vs a 2-step one, end to end on the dev server`,
+        note: `median of ${STEP_RUNS} paired differences, ${STEP_N}-step graph − 2-step graph, ÷ ${STEP_N - 2}; end to end on the dev server`,
       });
 
       // Query latency while a graph waits on an interrupt.
@@ -176,8 +190,7 @@ export const bench: Bench = {
         workflowId: `bench-interrupt-${Date.now()}`,
         args: [{ timeout: '10 minutes' }],
       });
-      while ((await waiting.query(graphStateQuery)).status !== 'interrupted')
-        await new Promise((r) => setTimeout(r, 20));
+      while ((await waiting.query(graphStateQuery)).status !== 'interrupted') await sleep(20);
       const times: number[] = [];
       for (let i = 0; i < QUERIES; i++) times.push(await timeMs(() => waiting.query(graphStateQuery)));
       await waiting.signal(graphResumeSignal, 'done');
@@ -192,12 +205,7 @@ export const bench: Bench = {
       });
       return rows;
     } finally {
-      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-      await running.catch(() => undefined);
-      await connection.close();
-      await workerConnection.close();
-      await fake.close();
-      storage.close();
+      await stack.stop();
     }
   },
 };

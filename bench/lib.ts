@@ -6,11 +6,25 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import Docker from 'dockerode';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createApp } from '../api/app';
 import { loadConfig, type Config } from '../common/config';
-import { normalizeModel } from '../common/task-queues';
+import { createLogger } from '../common/logger';
+import { normalizeModel, ORCHESTRATOR_QUEUE } from '../common/task-queues';
+import { createCatalog } from '../lib/llm/catalog';
+import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
 import { freePort, startMoto, startOllama, startTemporal, type Service } from '../scripts/lib/services';
 import { readToolchain, STATE_DIR, type Toolchain } from '../scripts/lib/toolchain';
+import { runWorkers, type RunningWorkers } from '../scripts/lib/workers';
+import { startFakeOllama, type FakeOllama, type FakeScript } from '../test/helpers/fake-ollama';
+import { createExecutorWorker } from '../workers/executor';
+import { createLlmWorkers } from '../workers/llm';
+import { createOrchestratorWorker } from '../workers/orchestrator';
 
 /** One measured number. `baseline`/`ratio` when it is compared with a baseline from the same run. */
 export interface Row {
@@ -103,6 +117,87 @@ export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** What `measurePaired` measured: per iteration, the baseline and the subject back to back. */
+export interface Paired {
+  baseline: number[];
+  subject: number[];
+  /** subject − baseline of each iteration: the paired difference. */
+  added: number[];
+  /** subject / baseline of each iteration. */
+  ratios: number[];
+}
+
+/**
+ * Measures `baseline` and `subject` back to back `n` times (after `warmup` unmeasured pairs), swapping which goes
+ * first every iteration, so drift on a shared machine and "runs right after the other kind" hit both sides alike.
+ * Each side returns the milliseconds it measured (`() => timeMs(fn)` for a plain call). Stops early on `signal`.
+ */
+export async function measurePaired(opts: {
+  n: number;
+  warmup?: number;
+  signal?: AbortSignal;
+  baseline: () => Promise<number>;
+  subject: () => Promise<number>;
+}): Promise<Paired> {
+  const out: Paired = { baseline: [], subject: [], added: [], ratios: [] };
+  const warmup = opts.warmup ?? 0;
+  for (let i = 0; i < warmup + opts.n; i++) {
+    opts.signal?.throwIfAborted();
+    let b: number;
+    let s: number;
+    if (i % 2 === 0) {
+      b = await opts.baseline();
+      s = await opts.subject();
+    } else {
+      s = await opts.subject();
+      b = await opts.baseline();
+    }
+    if (i < warmup) continue;
+    out.baseline.push(b);
+    out.subject.push(s);
+    out.added.push(s - b);
+    out.ratios.push(b === 0 ? NaN : s / b);
+  }
+  return out;
+}
+
+/**
+ * The rows of a paired measurement: baseline p50, subject p50 (ratio of the p50s), and the added time as the
+ * p50 / p95 of the per-iteration differences, never as a difference of percentiles. `goalAddedMs`: target for
+ * the added p50.
+ */
+export function pairedRows(
+  bench: string,
+  p: Paired,
+  names: { baseline: string; subject: string },
+  opts: { goalAddedMs?: number; note?: string } = {},
+): Row[] {
+  const b = summarize(p.baseline);
+  const s = summarize(p.subject);
+  const a = summarize(p.added);
+  const base = { bench, unit: 'ms' };
+  const goal = opts.goalAddedMs;
+  return [
+    { ...base, metric: `${names.baseline} p50 (n=${b.n})`, value: round(b.p50), note: `p95 ${round(b.p95)} ms` },
+    {
+      ...base,
+      metric: `${names.subject} p50`,
+      value: round(s.p50),
+      baseline: round(b.p50),
+      ratio: ratio(s.p50, b.p50),
+      note: `p95 ${round(s.p95)} ms`,
+    },
+    {
+      ...base,
+      metric: `${names.subject}: added p50 (paired, n=${a.n})`,
+      value: round(a.p50),
+      ...(goal === undefined ? {} : { goal: `≤ ${goal} ms p50 added`, pass: a.p50 <= goal }),
+      note: opts.note ?? 'per iteration: subject − baseline, run back to back in alternating order',
+    },
+    { ...base, metric: `${names.subject}: added p95 (paired, n=${a.n})`, value: round(a.p95) },
+  ];
+}
 
 // ---------------------------------------------------------------- results
 
@@ -241,4 +336,192 @@ export async function directGenerate(
   const body = (await res.json()) as { response?: string; eval_count?: number; error?: string };
   if (!res.ok || !body.eval_count) throw new Error(`direct call failed: ${res.status} ${JSON.stringify(body)}`);
   return body.response ?? '';
+}
+
+// ---------------------------------------------------------------- in-process stack
+
+/** Installs the Temporal runtime once per bench process, quiet (WARN) and without its own signal handlers. */
+export function quietRuntime(): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+  } catch {
+    // installed by an earlier bench in this process
+  }
+}
+
+const silent = () => undefined;
+const SILENT_LOGGER = { trace: silent, debug: silent, info: silent, warn: silent, error: silent, log: silent };
+
+/** The API key every bench stack accepts; `Stack.api` sends it. */
+export const BENCH_API_KEY = 'bench-key-0001';
+
+export interface StackOptions {
+  /**
+   * What runs workflows: `'orchestrator'`, the production orchestrator worker (every ainode workflow and domain
+   * activity); or a workflows module of the bench's own, bundled once, on a fresh task queue with `activities`.
+   */
+  workflows?:
+    'orchestrator' | { path: string; activities?: object | ((deps: { config: Config; storage: Storage }) => object) };
+  /**
+   * The llm workers (workers/llm.ts, one queue per served model), on `'real'`: the bench Ollama node, or
+   * `'fake'`: a scripted Ollama (`fake`) that serves `fake.model` only, so the platform is measured, not the model.
+   */
+  llm?: 'real' | 'fake';
+  fake?: { model: string; script: FakeScript; /** llm slots (OLLAMA_NUM_PARALLEL), default 4 */ slots?: number };
+  /** An executor worker on the local Docker engine (jobs). */
+  executor?: boolean;
+  /** The HTTP API on a free port, with BENCH_API_KEY and no rate limit. */
+  api?: boolean;
+  /** Config over the bench config (e.g. a bucket of the bench's own). */
+  config?: Partial<Config>;
+  /** More Workers on the same connection (e.g. a metered llm worker), started and stopped with the others. */
+  workers?: (stack: Omit<Stack, 'workers' | 'stop'>) => Promise<Worker[]>;
+}
+
+export interface Stack {
+  config: Config;
+  connection: NativeConnection;
+  client: Client;
+  storage: Storage;
+  /** The task queue of `workflows` (ORCHESTRATOR_QUEUE for the orchestrator). */
+  taskQueue: string;
+  workers: RunningWorkers;
+  /** With `llm: 'fake'`. */
+  fake?: FakeOllama;
+  /** With `api`: its base URL. */
+  apiUrl?: string;
+  /** A request to the API (JSON, or a zip with `raw`), authenticated with BENCH_API_KEY. */
+  api(
+    method: string,
+    url: string,
+    opts?: { json?: unknown; raw?: Buffer; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: any }>;
+  /** Stops everything that started, in reverse order; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The in-process stack every latency bench runs on: Temporal connections to the bench dev server, storage,
+ * the chosen workers (via scripts/lib/workers.ts) and optionally the API, all in this process. A failure while
+ * starting stops what had started.
+ */
+export async function startStack(ctx: BenchContext, opts: StackOptions): Promise<Stack> {
+  quietRuntime();
+  const undo: (() => Promise<unknown> | unknown)[] = [];
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const fn of undo.reverse()) await Promise.resolve(fn()).catch(() => undefined);
+    })());
+  try {
+    let fake: FakeOllama | undefined;
+    let config: Config = {
+      ...ctx.config,
+      API_KEYS: new Map([[BENCH_API_KEY, 'bench']]),
+      API_RATE_LIMIT_PER_MINUTE: 1_000_000,
+      GATEWAY_SOCKET_DIR: path.join(os.tmpdir(), `ainode-bench-gw-${process.pid}`),
+      ...opts.config,
+    };
+    if (opts.llm === 'fake') {
+      if (!opts.fake) throw new Error("startStack: llm 'fake' needs `fake`");
+      const f = await startFakeOllama({ models: [opts.fake.model], script: opts.fake.script });
+      fake = f;
+      undo.push(() => f.close());
+      const node = { id: 'fake', url: f.url };
+      config = {
+        ...config,
+        DEFAULT_MODEL: opts.fake.model,
+        OLLAMA_URL: node.url,
+        NODE_ID: node.id,
+        OLLAMA_NODES: [node],
+        OLLAMA_NUM_PARALLEL: opts.fake.slots ?? 4,
+      };
+    }
+    const storage = createStorage(config);
+    undo.push(() => storage.close());
+    await ensureStorage(storage);
+    const connection = await NativeConnection.connect({ address: ctx.temporalAddress });
+    undo.push(() => connection.close());
+    const clientConnection = await Connection.connect({ address: ctx.temporalAddress });
+    undo.push(() => clientConnection.close());
+    const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+
+    // Each Worker runs as soon as it exists, so a failure further on still stops (and releases) it.
+    const workers = runWorkers([]);
+    undo.push(() => workers.stop());
+    let taskQueue = '';
+    if (opts.workflows === 'orchestrator') {
+      taskQueue = ORCHESTRATOR_QUEUE;
+      workers.add(await createOrchestratorWorker({ connection, config, storage }));
+    } else if (opts.workflows) {
+      taskQueue = `bench-${path.basename(opts.workflows.path).replace(/\W/g, '-')}-${Date.now()}`;
+      const workflowBundle = await bundleWorkflowCode({ workflowsPath: opts.workflows.path, logger: SILENT_LOGGER });
+      const { activities } = opts.workflows;
+      workers.add(
+        await Worker.create({
+          connection,
+          taskQueue,
+          workflowBundle,
+          activities: typeof activities === 'function' ? activities({ config, storage }) : activities,
+        }),
+      );
+    }
+    if (opts.llm) workers.add(...(await createLlmWorkers({ connection, config, warmUp: false })));
+    if (opts.executor) {
+      const { worker } = await createExecutorWorker({
+        connection,
+        client,
+        config,
+        storage,
+        docker: new Docker({ socketPath: config.DOCKER_SOCKET }),
+        executorId: `bench-${process.pid}`,
+      });
+      workers.add(worker);
+    }
+    const partial = { config, connection, client, storage, taskQueue, fake };
+
+    let apiUrl: string | undefined;
+    if (opts.api) {
+      const catalog = createCatalog({
+        nodes: config.OLLAMA_NODES,
+        nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
+        temporal: client,
+        namespace: config.TEMPORAL_NAMESPACE,
+      });
+      const app = createApp({ config, temporal: client, storage, catalog, logger: createLogger('api', config) });
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+      undo.push(() => {
+        server.closeAllConnections();
+        return new Promise<void>((r) => server.close(() => r()));
+      });
+      apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }
+    const api: Stack['api'] = async (method, url, o = {}) => {
+      if (!apiUrl) throw new Error('startStack: started without `api`');
+      const res = await fetch(`${apiUrl}${url}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${BENCH_API_KEY}`,
+          'content-type': o.raw ? 'application/zip' : 'application/json',
+          ...o.headers,
+        },
+        body: o.raw ? new Uint8Array(o.raw) : o.json === undefined ? undefined : JSON.stringify(o.json),
+      });
+      const text = await res.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // not JSON: the text itself
+      }
+      return { status: res.status, body };
+    };
+
+    if (opts.workers) workers.add(...(await opts.workers({ ...partial, apiUrl, api })));
+    return { ...partial, workers, apiUrl, api, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

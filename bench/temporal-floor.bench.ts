@@ -1,78 +1,66 @@
 /**
- * The Temporal floor on this machine: a workflow with no activity, with one no-op activity, and with one
- * 300 ms timer, on the same dev server the other benches use. Every ainode path (prompt, job LLM call, chat
- * reply) pays at least one activity round trip, so the added latencies in the other benches read against it.
+ * The Temporal floor on this machine, on the same dev server the other benches use: a workflow with no
+ * activity against the same workflow with one no-op activity, and a bare 300 ms `setTimeout` against a workflow
+ * that sleeps a 300 ms timer. Every ainode path (prompt, job LLM call, chat reply) pays at least one activity
+ * round trip, so the added latencies in the other benches read against it. Each pair runs back to back in
+ * alternating order; the added figures are per-iteration differences.
  */
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { round, summarize, type Bench, type Row } from './lib';
+import { measurePaired, pairedRows, sleep, startStack, timeMs, type Bench } from './lib';
 
-const N = Number(process.env.BENCH_FLOOR_N ?? 30);
+const N = Number(process.env.BENCH_FLOOR_N ?? (process.env.BENCH_QUICK ? 10 : 60));
+const WARMUP = 3;
 const TIMER_MS = 300;
 
 export const bench: Bench = {
   name: 'temporal-floor',
   async run(ctx) {
-    try {
-      Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
-    } catch {
-      // installed by an earlier bench in this process
-    }
-    const taskQueue = `floor-${Date.now()}`;
-    const connection = await NativeConnection.connect({ address: ctx.temporalAddress });
-    const clientConnection = await Connection.connect({ address: ctx.temporalAddress });
-    const client = new Client({ connection: clientConnection });
-    const worker = await Worker.create({
-      connection,
-      taskQueue,
-      workflowsPath: require.resolve('./floor-workflows'),
-      activities: { floorNoop: async () => 1 },
+    const stack = await startStack(ctx, {
+      workflows: { path: require.resolve('./floor-workflows'), activities: { floorNoop: async () => 1 } },
     });
-    const running = worker.run();
-    const rows: Row[] = [];
     try {
-      const time = async (type: string, args: unknown[]) => {
-        const ms: number[] = [];
-        for (let i = 0; i < N + 3 && !ctx.signal.aborted; i++) {
-          const t0 = performance.now();
-          await client.workflow.execute(type, { taskQueue, workflowId: `${taskQueue}-${type}-${i}`, args });
-          if (i >= 3) ms.push(performance.now() - t0); // the first runs warm up the worker and caches
-        }
-        return summarize(ms);
-      };
-      const empty = await time('floorEmpty', []);
-      const one = await time('floorOneActivity', []);
-      const timer = await time('floorTimer', [TIMER_MS]);
-      rows.push(
-        {
-          bench: 'temporal-floor',
-          metric: `workflow, no activity p50 (n=${N})`,
-          value: round(empty.p50, 1),
-          unit: 'ms',
-        },
-        {
-          bench: 'temporal-floor',
-          metric: 'workflow + one no-op activity p50',
-          value: round(one.p50, 1),
-          unit: 'ms',
-          baseline: round(empty.p50, 1),
-          note: `p95 ${round(one.p95, 1)} ms: one activity round trip costs ${round(one.p50 - empty.p50, 1)} ms here`,
-        },
-        {
-          bench: 'temporal-floor',
-          metric: `workflow + one ${TIMER_MS} ms timer p50`,
-          value: round(timer.p50, 1),
-          unit: 'ms',
-          baseline: TIMER_MS,
-          note: 'history.timerProcessorMaxTimeShift (temporal-config) bounds how late a timer fires',
-        },
-      );
+      let seq = 0;
+      const workflow = (type: string, args: unknown[] = []) =>
+        timeMs(() =>
+          stack.client.workflow.execute(type, {
+            taskQueue: stack.taskQueue,
+            workflowId: `${stack.taskQueue}-${type}-${seq++}`,
+            args,
+          }),
+        );
+      const activity = await measurePaired({
+        n: N,
+        warmup: WARMUP, // the first runs warm up the worker and caches
+        signal: ctx.signal,
+        baseline: () => workflow('floorEmpty'),
+        subject: () => workflow('floorOneActivity'),
+      });
+      const timer = await measurePaired({
+        n: N,
+        warmup: WARMUP,
+        signal: ctx.signal,
+        baseline: () => timeMs(() => sleep(TIMER_MS)),
+        subject: () => workflow('floorTimer', [TIMER_MS]),
+      });
+      return [
+        ...pairedRows(
+          'temporal-floor',
+          activity,
+          { baseline: 'workflow, no activity', subject: 'workflow + one no-op activity' },
+          { note: 'what one activity round trip costs here' },
+        ),
+        ...pairedRows(
+          'temporal-floor',
+          timer,
+          { baseline: `bare setTimeout ${TIMER_MS} ms`, subject: `workflow + one ${TIMER_MS} ms timer` },
+          {
+            note:
+              'includes the workflow round trip (row "no activity"); history.timerProcessorMaxTimeShift ' +
+              '(temporal-config) bounds how late a timer fires',
+          },
+        ),
+      ];
     } finally {
-      worker.shutdown();
-      await running;
-      await clientConnection.close();
-      await connection.close();
+      await stack.stop();
     }
-    return rows;
   },
 };
