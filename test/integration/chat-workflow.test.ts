@@ -3,8 +3,11 @@
  * (ontology/policy from the moto S3) → channel adapter (outbox in moto DynamoDB) → GET /chats. Real Temporal
  * dev server, real emulator, the real orchestrator worker and llm activities; the LLM is a scripted fake
  * Ollama so replies are exact (it answers like a model that reads its prompt: it quotes the facts it was given).
+ * Replies also go to the channel's callback URL: a local server that records each signed post.
  */
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import request from 'supertest';
 import pino from 'pino';
@@ -19,7 +22,8 @@ import { createLlmActivities } from '../../activities/llm';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { listOutboxMessages } from '../../lib/chat/state';
 import type { OutboxMessage } from '../../contracts/channel';
-import { signBody, SIGNATURE_HEADER } from '../../lib/channel/signature';
+import { signBody, SIGNATURE_HEADER, verifySignature } from '../../lib/channel/signature';
+import { IDEMPOTENCY_HEADER } from '../../activities/channel';
 import { CHANNEL, chatWorkflowId, chatWorkflowInput } from '../../api/routes/webhooks';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { llmQueue, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
@@ -40,6 +44,8 @@ const KEY = 'chat-test-key';
 /** A key of another tenant: the channel's chats belong to `shop`. */
 const OTHER_KEY = 'other-tenant-key';
 const QUIET_MS = 1500;
+/** The quiet window of the burst test's chat: a busy machine may take seconds between two local HTTP posts. */
+const BURST_QUIET_MS = 5000;
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'shop');
 
 /**
@@ -109,8 +115,40 @@ function shopBrain(req: FakeRequest): string {
   return `You wrote: ${last.split('\n').join(' / ')}`;
 }
 
+/** What the channel's callback URL received: headers, the raw body (what the signature covers), parsed. */
+interface CallbackPost {
+  headers: http.IncomingHttpHeaders;
+  raw: Buffer;
+  body: { type: string; entity: { id: string; chatId: string; plainText: string; createdAt: number } };
+}
+const callbackPosts: CallbackPost[] = [];
+/** Chats whose next callback posts are answered 503 (a channel briefly down): how many more. */
+const callbackFailures = new Map<string, number>();
+
+async function startCallbackServer(): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const post: CallbackPost = { headers: req.headers, raw, body: JSON.parse(raw.toString('utf8')) };
+      callbackPosts.push(post);
+      const failures = callbackFailures.get(post.body.entity.chatId) ?? 0;
+      if (failures > 0) callbackFailures.set(post.body.entity.chatId, failures - 1);
+      res.writeHead(failures > 0 ? 503 : 200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/channel/replies`,
+    close: () => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
+}
+
 let env: TestWorkflowEnvironment;
 let fake: FakeOllama;
+let callback: { url: string; close: () => Promise<void> };
 let storage: Storage;
 let config: Config;
 let bundle: WorkflowBundleWithSourceMap;
@@ -120,6 +158,7 @@ let app: ReturnType<typeof createApp>;
 beforeAll(async () => {
   env = await createTemporalEnv();
   fake = await startFakeOllama({ models: [MODEL], script: shopBrain });
+  callback = await startCallbackServer();
   config = testConfig({
     S3_BUCKET: uid('chat').toLowerCase(),
     DYNAMO_TABLE_PREFIX: `${uid('chat')}-`,
@@ -131,6 +170,7 @@ beforeAll(async () => {
     CHAT_QUIET_MS: String(QUIET_MS),
     CHAT_MAX_WAIT_MS: '6000',
     OLLAMA_NODES: `fake=${fake.url}`,
+    CHANNEL_CALLBACK_URL: callback.url,
   });
   storage = createStorage(config);
   await ensureStorage(storage);
@@ -172,6 +212,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await workers?.stop();
   await fake?.close();
+  await callback?.close();
   storage?.close();
   await env?.teardown();
 });
@@ -336,6 +377,13 @@ describe('chat webhook', () => {
 describe('chatWorkflow', () => {
   it('answers a burst of 5 messages once, and a redelivered message is not answered twice', async () => {
     const chatId = uid('burst');
+    // Started with a generous quiet window (the webhook then only signals it): the five posts make one burst
+    // however slowly a busy machine sends them.
+    await env.client.workflow.start<typeof chatWorkflow>('chatWorkflow', {
+      workflowId: chatWorkflowId(CHANNEL, chatId),
+      taskQueue: ORCHESTRATOR_QUEUE,
+      args: [chatWorkflowInput(config, chatId, { quietMs: BURST_QUIET_MS, maxWaitMs: 10 * BURST_QUIET_MS })],
+    });
     const texts = ['hi', 'I have a few questions', 'about your shop', 'are you open today', 'thanks!'];
     const ids: string[] = [];
     for (const t of texts) ids.push(await send(chatId, t));
@@ -580,6 +628,72 @@ describe('chatWorkflow', () => {
     await eventually(async () =>
       expect((await api('get', `/chats/${chatId}`)).body).toMatchObject({ paused: false, turns: 2 }),
     );
+  });
+
+  it('a manager pause ends by itself after managerPauseMs: the held message stays the manager’s, then the bot answers again', async () => {
+    const chatId = uid('mgrto');
+    await env.client.workflow.start<typeof chatWorkflow>('chatWorkflow', {
+      workflowId: chatWorkflowId(CHANNEL, chatId),
+      taskQueue: ORCHESTRATOR_QUEUE,
+      args: [chatWorkflowInput(config, chatId, { managerPauseMs: 3000 })],
+    });
+    await send(chatId, 'hello');
+    await waitForReplies(chatId, 1);
+    await send(chatId, 'Hi, this is Anna from the shop.', 'manager');
+    const paused = await eventually(async () => {
+      const s = await status(chatId);
+      expect(s).toMatchObject({ paused: true, phase: 'paused', pausedUntil: expect.any(Number) });
+      return s;
+    });
+    const heldId = await send(chatId, 'great, how much is the canvas tote bag?');
+    // No resume call: only the workflow's own timer can end the pause.
+    const resumed = await eventually(async () => {
+      const s = await status(chatId);
+      expect(s).toMatchObject({ paused: false, phase: 'idle' });
+      return s;
+    }, 60_000);
+    expect(Date.now()).toBeGreaterThanOrEqual(paused.pausedUntil!);
+    expect(resumed).toMatchObject({ pending: 0, turns: 1 });
+    expect(resumed.pausedUntil).toBeUndefined();
+    // The message held during the pause was the manager's to answer: the bot sent nothing for it.
+    expect(await listOutboxMessages(storage, CHANNEL, chatId, { limit: 10 })).toHaveLength(1);
+    const chat = await api('get', `/chats/${chatId}`);
+    expect(chat.body.messages.find((m: { id: string }) => m.id === heldId)).toMatchObject({ held: true });
+    const newId = await send(chatId, 'How much is the canvas tote bag?');
+    const replies = await waitForReplies(chatId, 2);
+    expect(replies[1]!.inReplyTo).toEqual([newId]);
+    expect(replies[1]!.text).toContain('18.00 EUR');
+  });
+
+  it('posts each reply to the channel callback signed with the webhook secret, and retries a channel briefly down', async () => {
+    const chatId = uid('cb');
+    callbackFailures.set(chatId, 1);
+    const msgId = await send(chatId, 'How much is the Linen Shirt?');
+    const [reply] = await waitForReplies(chatId, 1);
+    expect(reply!.via).toBe('callback');
+    // The first post was answered 503; the retry carried the same reply (and idempotency key) and was accepted.
+    const posts = callbackPosts.filter((p) => p.body.entity?.chatId === chatId);
+    expect(posts).toHaveLength(2);
+    for (const p of posts) {
+      const signature = p.headers[SIGNATURE_HEADER] as string;
+      expect(verifySignature(SECRET, p.raw, signature)).toBe(true);
+      expect(verifySignature('another-secret', p.raw, signature)).toBe(false);
+      expect(p.headers[IDEMPOTENCY_HEADER]).toBe(reply!.id);
+      expect(p.headers['content-type']).toBe('application/json');
+      expect(p.body).toEqual({
+        type: 'message',
+        entity: {
+          id: reply!.id,
+          chatId,
+          plainText: SHIRT_PRICE,
+          personType: 'bot',
+          createdAt: expect.any(Number),
+          inReplyTo: [msgId],
+        },
+      });
+    }
+    // What the outbox records is what the channel accepted.
+    expect(posts[1]!.body.entity.createdAt).toBe(reply!.createdAt);
   });
 
   it('keeps the conversation across continue-as-new', async () => {

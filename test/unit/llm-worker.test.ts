@@ -32,9 +32,12 @@ describe('servedModels (what an llm worker polls)', () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const warnings: string[] = [];
-    const logger = { warn: (m: string) => warnings.push(m) } as never;
+    // The node comes up once the worker has said it is waiting: a real failed read, not a timed guess.
+    let waited!: () => void;
+    const waiting = new Promise<void>((r) => (waited = r));
+    const logger = { warn: (m: string) => (warnings.push(m), waited()) } as never;
     const pending = servedModels(createOllamaClient(url), { id: 'n1', url }, { waitMs: 20_000, logger });
-    await new Promise((r) => setTimeout(r, 700));
+    await waiting;
     const fake = await startFakeOllama({ models: ['gemma3:270m'], script: () => '', port });
     try {
       await expect(pending).resolves.toEqual(['gemma3:270m']);

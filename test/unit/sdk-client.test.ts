@@ -10,6 +10,9 @@ import path from 'node:path';
 
 const SDK_DIR = path.resolve(__dirname, '../../sdk/python');
 
+// Each test starts a python3 process: on a busy machine that alone can take seconds, so no 5 s default here.
+jest.setTimeout(60_000);
+
 interface Seen {
   url: string;
   auth?: string;
@@ -59,13 +62,17 @@ const ok = (s: Seen, res: http.ServerResponse, n: number) =>
 function python(
   code: string,
   env: Record<string, string>,
+  onStderr?: (text: string) => void,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn('python3', ['-c', code], { env: { ...process.env, PYTHONPATH: SDK_DIR, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      onStderr?.(stderr);
+    });
     child.on('close', (c) => resolve({ code: c, stdout, stderr }));
   });
 }
@@ -130,8 +137,21 @@ print(ai_client.usage()["total_tokens"])`,
   });
 
   it('waits with backoff until the gateway socket exists', async () => {
-    const pending = python('import ai_client\nprint(ai_client.generate("late"))', env);
-    await new Promise((r) => setTimeout(r, 400));
+    // The client's backoff sleep announces itself, so the gateway starts only after a real failed attempt.
+    let backingOff!: () => void;
+    const firstBackoff = new Promise<void>((r) => (backingOff = r));
+    const pending = python(
+      `import sys, time, ai_client
+_sleep = time.sleep
+def sleep(s):
+    print("backoff", file=sys.stderr, flush=True)
+    _sleep(s)
+time.sleep = sleep
+print(ai_client.generate("late"))`,
+      env,
+      (stderr) => stderr.includes('backoff') && backingOff(),
+    );
+    await firstBackoff;
     const gw = await startGateway(sock, (s, res) => ok(s, res, 1));
     try {
       const r = await pending;
