@@ -51,7 +51,8 @@ export const bench: Bench = {
       llm: 'fake',
       fake: {
         model: MODEL,
-        script: (req) => (req.format ? '{"agent":"general","reason":"bench"}' : 'Thanks, noted!'),
+        // A router answer valid under its schema (no shop data: product none), so the model path is measured.
+        script: (req) => (req.format ? '{"agent":"general","product":"none","intent":"other"}' : 'Thanks, noted!'),
       },
       api: true,
       config: {
