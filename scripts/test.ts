@@ -3,7 +3,7 @@
  * Ollama node with the default model, the Docker engine is checked by setup), run jest with their
  * addresses in the environment, and stop what we started. Each integration test file runs its own
  * Temporal dev server (TestWorkflowEnvironment.createLocal with the installed binary), so task queues
- * never collide between files.
+ * never collide between files. `npm run test:unit` needs none of this: it is plain jest on the unit project.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
