@@ -1,8 +1,10 @@
 /**
  * A tiny benchmark harness for `npm run bench`. It starts the services the way `npm test` does (moto, one
  * Ollama node with the default model, and here also a Temporal dev server, all on free ports), hands them to
- * each `bench/*.bench.ts`, and turns their rows into JSON + a markdown table. Every target is compared with
- * a baseline measured in the same run, so results are ratios on the same machine, never absolute promises.
+ * each `bench/*.bench.ts`, and turns their rows into JSON + a markdown table. Benches build their in-process
+ * workers and API with one builder, `startStack`. Every target is compared with a baseline measured in the same
+ * run, as paired differences or per-run ratios (`measurePaired`), so results are comparisons on the same machine,
+ * never absolute promises.
  */
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
