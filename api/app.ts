@@ -20,6 +20,12 @@ import { chatsRouter } from './routes/chats';
 import { functionsRouter } from './routes/functions';
 import { jobsRouter } from './routes/jobs';
 import { designsRouter } from './routes/designs';
+import { aiServerRouter } from './routes/ai-server';
+import { streamsRouter } from './routes/streams';
+import { v1Router } from './v1/router';
+import type { AiServer } from './v1/completions';
+import { KeyLimits } from './v1/limits';
+import { StreamHub } from '../lib/stream/hub';
 
 export { assertTenant, tenantOf } from './middleware/auth';
 
@@ -54,6 +60,21 @@ export function createApp(deps: ApiDeps): express.Express {
   // --- Routes with their own authentication (raw body)
   // Mounted before the JSON parser: webhook signatures (HMAC) are computed over the exact raw bytes.
   app.use(webhooksRouter(deps));
+  // llm workers push streamed tokens here (NDJSON), authenticated by each stream's own token.
+  const ai: AiServer = {
+    deps,
+    hub: deps.streams ?? new StreamHub(),
+    limits: new KeyLimits({
+      requestsPerMinute: config.AI_REQUESTS_PER_MINUTE,
+      tokensPerMinute: config.AI_TOKENS_PER_MINUTE,
+      dailyTokenBudget: config.AI_DAILY_TOKEN_BUDGET,
+      storage: deps.storage,
+      logger: deps.logger,
+    }),
+  };
+  app.use(streamsRouter(ai.hub));
+  // The OpenAI-compatible API: its own body parser, auth, limits and OpenAI-shaped errors.
+  app.use(v1Router(ai));
 
   // --- Public routes
   app.use(healthRouter(deps));
@@ -75,6 +96,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(chatsRouter(deps));
   app.use(functionsRouter(deps));
   app.use(jobsRouter(deps));
+  app.use(aiServerRouter(ai));
 
   app.use(notFoundHandler);
   app.use(errorHandler);

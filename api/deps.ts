@@ -4,6 +4,7 @@ import type { Config } from '../common/config';
 import type { Logger } from '../common/logger';
 import type { ModelCatalog } from '../lib/llm/catalog';
 import type { Storage } from '../lib/storage/clients';
+import type { StreamHub } from '../lib/stream/hub';
 
 export interface ApiDeps {
   config: Config;
@@ -11,4 +12,6 @@ export interface ApiDeps {
   storage: Storage;
   catalog: ModelCatalog;
   logger: Logger;
+  /** Streams of this process's streamed completions; createApp makes one when absent. */
+  streams?: StreamHub;
 }

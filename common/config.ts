@@ -105,6 +105,27 @@ export const ConfigSchema = z.object({
   API_RATE_LIMIT_PER_MINUTE: int(600),
   API_PUBLIC_URL: z.string().url().default('http://127.0.0.1:8080'),
 
+  // --- AI server (/v1 OpenAI-compatible routes, /chat, /embed)
+  /**
+   * Where llm workers push a streamed completion's tokens to this API process (`/internal/streams/:id`).
+   * Unset: the address the client's connection came in on, which works when workers reach the API the same way.
+   */
+  API_INTERNAL_URL: z.string().url().optional(),
+  /** Per API key: requests a minute to /v1 and the template routes (429 rate_limit_exceeded). */
+  AI_REQUESTS_PER_MINUTE: int(600),
+  /** Per API key: tokens (prompt + completion) a minute; 0 = no limit. */
+  AI_TOKENS_PER_MINUTE: int(200_000),
+  /** Per API key: tokens a UTC day, persisted in the usage table (429 insufficient_quota); 0 = no budget. */
+  AI_DAILY_TOKEN_BUDGET: int(5_000_000),
+  /** One completion or embeddings call, end to end; past it the workflow is cancelled (504). */
+  AI_REQUEST_TIMEOUT_MS: int(120_000),
+  /** One message's content, in characters (413 when larger). */
+  AI_MAX_MESSAGE_CHARS: int(32_768),
+  /** Texts in one embeddings call (400 when more). */
+  AI_MAX_EMBED_INPUTS: int(256),
+  /** A streaming client that disconnects has this long to resume with Last-Event-ID before the generation stops. */
+  AI_STREAM_RESUME_GRACE_MS: int(5_000),
+
   // --- Storage (S3 + DynamoDB; an emulator locally)
   AWS_REGION: z.string().default('us-east-1'),
   /** Emulator endpoint; unset in AWS. */

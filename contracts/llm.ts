@@ -55,6 +55,14 @@ export interface LlmChatInput {
   purpose?: string;
   /** Decides the call's num_predict bound (common/llm-bounds.ts); default 'prompt'. */
   kind?: LlmCallKind;
+  /** Push the tokens, as they come, to the API process that holds the client's connection (lib/stream). */
+  stream?: StreamTarget;
+}
+
+/** Where a streamed generation's tokens go: an API process's stream endpoint and the stream's token. */
+export interface StreamTarget {
+  url: string;
+  token: string;
 }
 
 export interface LlmGenerateInput {
@@ -71,10 +79,14 @@ export interface LlmGenerateInput {
 export interface LlmEmbedInput {
   model: string;
   input: string | string[];
+  /** 'base64': vectors as little-endian float32 in base64 (`embeddingsB64`), a quarter of JSON's payload size. */
+  encoding?: 'float' | 'base64';
 }
 
 export interface LlmEmbedResult {
+  /** Empty when `encoding` was base64. */
   embeddings: number[][];
+  embeddingsB64?: string[];
   model: string;
   nodeId: string;
   usage: Pick<LlmUsage, 'promptTokens' | 'totalDurationMs'>;

@@ -8,6 +8,7 @@ import { createStorage, ensureStorage, type Storage } from '../lib/storage/clien
 import { createChatActivities } from '../activities/chat';
 import { createChannelActivities } from '../activities/channel';
 import { createJobsActivities } from '../activities/jobs';
+import { createUsageActivities } from '../activities/usage';
 import { createTerraformActivities } from '../activities/terraform';
 import { createDesignActivities } from '../activities/design';
 import { createCatalog } from '../lib/llm/catalog';
@@ -50,6 +51,7 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
       secret: config.CHANNEL_WEBHOOK_SECRET,
     }),
     ...createJobsActivities({ storage: opts.storage, config }),
+    ...createUsageActivities({ storage: opts.storage, config }),
     ...createTerraformActivities(),
     ...createDesignActivities({ storage: opts.storage }),
     // ---- end of domain activities

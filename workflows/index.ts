@@ -4,3 +4,4 @@ export * from './chat/chat-workflow';
 export * from './job-workflow';
 export * from './design/workflow';
 export * from './design/v1-workflow';
+export * from './completion-workflow';

@@ -14,6 +14,7 @@ import type { LlmEmbedInput, LlmEmbedResult, LlmFormat, LlmOptions, LlmResult, L
 import { withRequestSignal } from '../../lib/llm/client';
 import { toLlmFailure } from '../../lib/llm/errors';
 import { RepetitionGuard } from '../../lib/llm/repetition';
+import { openStreamSink, type StreamSink } from '../../lib/stream/sink';
 import type { LlmActivities } from '../../contracts/llm';
 
 export type { LlmActivities } from '../../contracts/llm';
@@ -142,32 +143,57 @@ async function guardedCall<T>(
   model: string,
   work: (signal: AbortSignal, onChunk: () => void, progress: LlmProgress) => Promise<T>,
   bound: Pick<LlmProgress, 'kind' | 'numPredict'> = {},
+  sink?: StreamSink,
 ): Promise<T> {
   const ctx = Context.current();
   const timeout = AbortSignal.timeout(deps.callTimeoutMs);
-  const signal = AbortSignal.any([ctx.cancellationSignal, timeout]);
+  const signal = AbortSignal.any([ctx.cancellationSignal, timeout, ...(sink ? [sink.closed] : [])]);
   const progress: LlmProgress = { chunks: 0, chars: 0, ...bound };
   const hb = heartbeater(ctx, progress);
   try {
     return await withRequestSignal(signal, () => untilAborted(work(signal, hb.onChunk, progress), signal));
   } catch (err) {
-    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
-    const attempt = ctx.info.attempt;
-    if (timeout.aborted) {
-      const bounded = progress.numPredict === undefined ? '' : `, num_predict ${progress.numPredict}`;
-      throw timeoutRetryRule(
-        ApplicationFailure.create({
-          type: ErrorType.InferenceTimeout,
-          message: `LLM call exceeded ${deps.callTimeoutMs} ms (model ${model}, node ${deps.nodeId}, ${progress.chunks} chunks received${bounded})`,
-          details: [{ model, nodeId: deps.nodeId, attempt, ...progress }],
-        }),
-        attempt,
-      );
+    if (ctx.cancellationSignal.aborted) {
+      void sink?.fail('cancelled', 'the generation was cancelled');
+      throw ctx.cancellationSignal.reason ?? err;
     }
-    throw timeoutRetryRule(toLlmFailure(err, { model, nodeId: deps.nodeId }), attempt);
+    if (sink?.closed.aborted) {
+      // The client went away (or the API refused the push): nobody wants the rest, so retrying cannot help.
+      throw ApplicationFailure.create({
+        type: ErrorType.StreamClosed,
+        nonRetryable: true,
+        message: `stream closed after ${progress.chunks} chunks: ${(sink.closed.reason as Error | undefined)?.message ?? 'closed'}`,
+      });
+    }
+    const failure = typedFailure(err, deps, model, progress, timeout.aborted, ctx.info.attempt);
+    await sink?.fail(failure.type ?? 'error', failure.message);
+    throw failure;
   } finally {
     hb.stop();
   }
+}
+
+/** Any failure of a call as a typed ApplicationFailure (with the timeout retry rule applied). */
+function typedFailure(
+  err: unknown,
+  deps: LlmActivityDeps,
+  model: string,
+  progress: LlmProgress,
+  timedOut: boolean,
+  attempt: number,
+): ApplicationFailure {
+  if (timedOut) {
+    const bounded = progress.numPredict === undefined ? '' : `, num_predict ${progress.numPredict}`;
+    return timeoutRetryRule(
+      ApplicationFailure.create({
+        type: ErrorType.InferenceTimeout,
+        message: `LLM call exceeded ${deps.callTimeoutMs} ms (model ${model}, node ${deps.nodeId}, ${progress.chunks} chunks received${bounded})`,
+        details: [{ model, nodeId: deps.nodeId, attempt, ...progress }],
+      }),
+      attempt,
+    );
+  }
+  return timeoutRetryRule(toLlmFailure(err, { model, nodeId: deps.nodeId }), attempt);
 }
 
 /** How a streamed reply ended: Ollama's final chunk, or our cut of a loop (no final chunk: the stream was aborted). */
@@ -184,6 +210,7 @@ async function collect<C extends { done: boolean }>(
   onChunk: () => void,
   progress: LlmProgress,
   guard?: RepetitionGuard,
+  sink?: StreamSink,
 ): Promise<Collected<C>> {
   // Also covers clients not built by createOllamaClient, whose fetch does not see the call's signal.
   const abort = () => stream.abort();
@@ -195,6 +222,7 @@ async function collect<C extends { done: boolean }>(
     for await (const chunk of stream) {
       const text = piece(chunk);
       content += text;
+      sink?.write(text);
       progress.chunks++;
       progress.chars += text.length;
       onChunk();
@@ -264,7 +292,8 @@ export function createLlmActivities(deps: LlmActivityDeps): LlmActivities {
   return {
     async llmChat(input) {
       const b = bounds(deps, input);
-      return guardedCall(
+      const sink = input.stream ? openStreamSink(input.stream) : undefined;
+      const out = await guardedCall(
         deps,
         input.model,
         async (signal, onChunk, progress) => {
@@ -284,11 +313,20 @@ export function createLlmActivities(deps: LlmActivityDeps): LlmActivities {
             onChunk,
             progress,
             b.guard,
+            sink,
           );
           return result(deps, input.model, collected, progress, startedAt);
         },
         b.progress,
+        sink,
       );
+      // The API answers the client from this end; the workflow's result follows through Temporal.
+      await sink
+        ?.end({ model: out.model, nodeId: out.nodeId, usage: out.usage, doneReason: out.doneReason })
+        .catch(() => {
+          // The client is gone; the result is still the workflow's.
+        });
+      return out;
     },
 
     async llmGenerate(input) {
@@ -329,8 +367,10 @@ export function createLlmActivities(deps: LlmActivityDeps): LlmActivities {
           options: { num_ctx: deps.numCtx },
           ...keepAlive,
         });
+        const b64 = input.encoding === 'base64';
         return {
-          embeddings: res.embeddings,
+          embeddings: b64 ? [] : res.embeddings,
+          ...(b64 ? { embeddingsB64: res.embeddings.map(float32Base64) } : {}),
           model: res.model || input.model,
           nodeId: deps.nodeId,
           usage: { promptTokens: res.prompt_eval_count ?? 0, totalDurationMs: nsToMs(res.total_duration) },
@@ -338,4 +378,11 @@ export function createLlmActivities(deps: LlmActivityDeps): LlmActivities {
       });
     },
   };
+}
+
+/** A vector as little-endian float32 bytes in base64 (OpenAI's `encoding_format: base64` uses the same). */
+export function float32Base64(vector: number[]): string {
+  const buf = Buffer.alloc(vector.length * 4);
+  vector.forEach((v, i) => buf.writeFloatLE(v, i * 4));
+  return buf.toString('base64');
 }

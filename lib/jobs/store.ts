@@ -283,7 +283,51 @@ export async function recordJobResult(
   );
 }
 
+/**
+ * One usage row for an AI-server call (chat completion, embeddings), in the same table as jobs' rows: its
+ * `functionId` is the route (`v1:chat.completions`), its `keyId` the API key's fingerprint. The sort key holds
+ * the call id, so a retried write is the same row.
+ */
+export async function recordApiUsage(
+  storage: Storage,
+  row: { tenantId: string; keyId: string; callId: string; source: string; model: string },
+  tokens: { prompt: number; completion: number; costUsd: number },
+  at = new Date().toISOString(),
+): Promise<void> {
+  const sk = `${at}#${row.callId}#${row.model}`;
+  await storage.doc
+    .send(
+      new PutCommand({
+        TableName: storage.table('usage'),
+        Item: {
+          pk: tenantPk(row.tenantId),
+          sk,
+          gsi1pk: `fn#${row.source}`,
+          gsi1sk: sk,
+          tenantId: row.tenantId,
+          functionId: row.source,
+          jobId: row.callId,
+          keyId: row.keyId,
+          model: row.model,
+          at,
+          calls: 1,
+          prompt: tokens.prompt,
+          completion: tokens.completion,
+          total: tokens.prompt + tokens.completion,
+          costUsd: tokens.costUsd,
+        },
+        // The same call recorded twice (an activity retry after a lost reply) keeps the first row.
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+    )
+    .catch((err: unknown) => {
+      if ((err as { name?: string }).name !== 'ConditionalCheckFailedException') throw err;
+    });
+}
+
 export interface UsageRow {
+  /** The API key's fingerprint, on rows of AI-server calls (`/v1/...`); jobs are charged to their function. */
+  keyId?: string;
   functionId: string;
   model: string;
   jobs: number;
@@ -324,8 +368,9 @@ export async function aggregateUsage(
       }),
     );
     for (const item of res.Items ?? []) {
-      const key = `${item.functionId as string}\u0000${item.model as string}`;
+      const key = `${item.functionId as string}\u0000${item.model as string}\u0000${(item.keyId as string) ?? ''}`;
       const row = rows.get(key) ?? {
+        ...(item.keyId ? { keyId: item.keyId as string } : {}),
         functionId: item.functionId as string,
         model: item.model as string,
         jobs: 0,

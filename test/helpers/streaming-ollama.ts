@@ -14,6 +14,8 @@ export interface StreamReply {
   delayMs?: number;
   /** Ollama's `done_reason` on the final chunk (default 'stop'). */
   doneReason?: string;
+  /** Answer with this HTTP error instead of a stream (e.g. 500 "model requires more system memory"). */
+  fail?: { status: number; error: string };
 }
 
 export interface StreamedRequest {
@@ -91,6 +93,10 @@ export async function startStreamingOllama(opts: {
         end();
       });
       const script = reply(record);
+      if (script.fail) {
+        record.finished = true;
+        return json(script.fail.status, { error: script.fail.error });
+      }
       const created_at = new Date().toISOString();
       const piece = (content: string, done: boolean) =>
         JSON.stringify(

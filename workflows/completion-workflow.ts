@@ -1,0 +1,77 @@
+/**
+ * The AI server's calls as workflows: `completionWorkflow` (one chat completion, streamed or not) and
+ * `embeddingsWorkflow` (texts in batches). Both run their LLM work on the model's pinned queue and write one
+ * usage row per call, charged to the caller's API key. A streamed completion's tokens travel from the llm
+ * activity straight to the API process that holds the client's connection (lib/stream); the workflow only
+ * sees the result. Cancelling the workflow (the client disconnected) cancels the activity, which aborts Ollama.
+ */
+import { proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import type { CompletionWorkflowInput, CompletionWorkflowResult } from '../contracts/completion';
+import type { EmbeddingsWorkflowInput, EmbeddingsWorkflowResult } from '../contracts/completion';
+import type { UsageActivities } from '../activities/usage';
+import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
+import { assertModelServed, llmActivities, STORAGE } from './policies';
+
+/** Same as a prompt's: a cancel reaches the activity with its next heartbeat response, within ~8 s. */
+const COMPLETION_HEARTBEAT_TIMEOUT = '10 seconds';
+/**
+ * A client is waiting: one retry (perhaps on another node) for a failed node or an out-of-memory load, then the
+ * client gets its 503/504 and decides itself, instead of waiting through LLM_CALL's five attempts.
+ */
+const INTERACTIVE_RETRY: RetryPolicy = {
+  initialInterval: '500 milliseconds',
+  maximumAttempts: 2,
+  nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+};
+/** Texts per llmEmbed call: a batch is one Ollama request; several batches run at once on the model's nodes. */
+export const EMBED_BATCH = 32;
+
+const usage = proxyActivities<UsageActivities>(STORAGE);
+
+export async function completionWorkflow(input: CompletionWorkflowInput): Promise<CompletionWorkflowResult> {
+  await assertModelServed(input.model);
+  const llm = llmActivities(input.model, {
+    summary: `${input.model} · ${input.source}${input.stream ? ' · stream' : ''}`,
+    heartbeatTimeout: COMPLETION_HEARTBEAT_TIMEOUT,
+    retry: INTERACTIVE_RETRY,
+  });
+  const res = await llm.llmChat({
+    model: input.model,
+    messages: input.messages,
+    options: input.options,
+    format: input.format,
+    stream: input.stream,
+    purpose: input.source,
+    kind: 'prompt',
+  });
+  await usage.recordApiUsage({
+    caller: input.caller,
+    callId: workflowInfo().workflowId,
+    source: input.source,
+    model: res.model,
+    promptTokens: res.usage.promptTokens,
+    completionTokens: res.usage.completionTokens,
+  });
+  return { content: res.content, model: res.model, nodeId: res.nodeId, usage: res.usage, doneReason: res.doneReason };
+}
+
+export async function embeddingsWorkflow(input: EmbeddingsWorkflowInput): Promise<EmbeddingsWorkflowResult> {
+  await assertModelServed(input.model);
+  const llm = llmActivities(input.model, { summary: `${input.model} · ${input.source}`, retry: INTERACTIVE_RETRY });
+  const batches: string[][] = [];
+  for (let i = 0; i < input.texts.length; i += EMBED_BATCH) batches.push(input.texts.slice(i, i + EMBED_BATCH));
+  const results = await Promise.all(
+    batches.map((texts) => llm.llmEmbed({ model: input.model, input: texts, encoding: 'base64' })),
+  );
+  const promptTokens = results.reduce((n, r) => n + r.usage.promptTokens, 0);
+  const model = results[0]?.model ?? input.model;
+  await usage.recordApiUsage({
+    caller: input.caller,
+    callId: workflowInfo().workflowId,
+    source: input.source,
+    model,
+    promptTokens,
+    completionTokens: 0,
+  });
+  return { model, embeddingsB64: results.flatMap((r) => r.embeddingsB64 ?? []), promptTokens };
+}
