@@ -65,7 +65,10 @@ function python(
   onStderr?: (text: string) => void,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn('python3', ['-c', code], { env: { ...process.env, PYTHONPATH: SDK_DIR, ...env } });
+    const child = spawn('python3', ['-c', code], {
+      // No __pycache__ left in sdk/python by a test run.
+      env: { ...process.env, PYTHONPATH: SDK_DIR, PYTHONDONTWRITEBYTECODE: '1', ...env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
