@@ -35,23 +35,19 @@ export class KeyLimits {
   async admit(keyId: string, now = Date.now()): Promise<void> {
     const w = this.window(keyId, now);
     const retryAfter = String(Math.max(1, Math.ceil((60_000 - (now % 60_000)) / 1000)));
-    if (w.requests >= this.opts.requestsPerMinute) {
-      throw new HttpError(
+    const perMinute = (limit: 'requests_per_minute' | 'tokens_per_minute', value: number, what: string) =>
+      new HttpError(
         429,
         'rate_limit_exceeded',
-        `Rate limit reached: ${this.opts.requestsPerMinute} requests per minute for this API key`,
-        { limit: 'requests_per_minute', value: this.opts.requestsPerMinute },
+        `Rate limit reached: ${value} ${what} per minute for this API key`,
+        { limit, value },
         { 'Retry-After': retryAfter },
       );
+    if (w.requests >= this.opts.requestsPerMinute) {
+      throw perMinute('requests_per_minute', this.opts.requestsPerMinute, 'requests');
     }
     if (this.opts.tokensPerMinute > 0 && w.tokens >= this.opts.tokensPerMinute) {
-      throw new HttpError(
-        429,
-        'rate_limit_exceeded',
-        `Rate limit reached: ${this.opts.tokensPerMinute} tokens per minute for this API key`,
-        { limit: 'tokens_per_minute', value: this.opts.tokensPerMinute },
-        { 'Retry-After': retryAfter },
-      );
+      throw perMinute('tokens_per_minute', this.opts.tokensPerMinute, 'tokens');
     }
     if (this.opts.dailyTokenBudget > 0) {
       const used = await this.day(keyId, now).tokens;
