@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger';
 import type { ModelCatalog } from '../lib/llm/catalog';
 import type { Storage } from '../lib/storage/clients';
 import type { StreamHub } from '../lib/stream/hub';
+import type { VectorBackend } from '../lib/vector/types';
 
 export interface ApiDeps {
   config: Config;
@@ -14,4 +15,6 @@ export interface ApiDeps {
   logger: Logger;
   /** Streams of this process's streamed completions; createApp makes one when absent. */
   streams?: StreamHub;
+  /** Vector stores (/v1/vector_stores); absent: the one config selects (VECTOR_STORE), opened on first use. */
+  vectors?: VectorBackend;
 }

@@ -126,6 +126,21 @@ export const ConfigSchema = z.object({
   /** A streaming client that disconnects has this long to resume with Last-Event-ID before the generation stops. */
   AI_STREAM_RESUME_GRACE_MS: int(5_000),
 
+  // --- Vector stores (/v1/vector_stores, retrieval in chat completions)
+  /** `embedded`: SQLite + sqlite-vec in VECTOR_DB_PATH (one host, no server); `pgvector`: PostgreSQL at PGVECTOR_URL. */
+  VECTOR_STORE: z.enum(['embedded', 'pgvector']).default('embedded'),
+  /** The embedded store's file, shared by the API and the orchestrator worker on one host. */
+  VECTOR_DB_PATH: z.string().default('.ainode/vectors.sqlite'),
+  /** e.g. postgres://ainode:ainode@127.0.0.1:5432/ainode (docker-compose's pgvector service). */
+  PGVECTOR_URL: z.string().optional(),
+  /** The embedding model of new vector stores; unset: DEFAULT_MODEL (the chat model's embeddings). */
+  EMBED_MODEL: z.string().optional(),
+  /** Chunking of ingested files, in characters (the text splitter's chunkSize / chunkOverlap). */
+  VECTOR_CHUNK_SIZE: z.coerce.number().int().min(100).default(800),
+  VECTOR_CHUNK_OVERLAP: int(120),
+  /** One uploaded file's size (413 when larger). */
+  VECTOR_MAX_FILE_BYTES: int(2 * 1_048_576),
+
   // --- Storage (S3 + DynamoDB; an emulator locally)
   AWS_REGION: z.string().default('us-east-1'),
   /** Emulator endpoint; unset in AWS. */

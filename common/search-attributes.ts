@@ -25,4 +25,4 @@ export const SearchAttributeKey = {
 } as const;
 
 /** What `AinodeKind` holds: which kind of work a workflow is. */
-export type AinodeKind = 'prompt' | 'job' | 'design' | 'chat' | 'completion' | 'embeddings';
+export type AinodeKind = 'prompt' | 'job' | 'design' | 'chat' | 'completion' | 'embeddings' | 'ingest';

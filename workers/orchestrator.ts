@@ -11,6 +11,8 @@ import { createJobsActivities } from '../activities/jobs';
 import { createUsageActivities } from '../activities/usage';
 import { createTerraformActivities } from '../activities/terraform';
 import { createDesignActivities } from '../activities/design';
+import { createVectorActivities } from '../activities/vector';
+import { createVectorBackend, type VectorBackend } from '../lib/vector';
 import { createCatalog } from '../lib/llm/catalog';
 import { createModelCheckActivities } from '../activities/llm/model-check';
 import { loadConfig, type Config } from '../common/config';
@@ -25,6 +27,8 @@ export interface OrchestratorWorkerOptions {
   config: Config;
   storage: Storage;
   logger?: Logger;
+  /** The vector store ingestion writes to; default: the one config selects (VECTOR_STORE). */
+  vectors?: VectorBackend;
   /**
    * Extra Worker options, e.g. a test's own `taskQueue` or a prebuilt `workflowBundle` (bundled once per
    * suite); a bundle replaces `workflowsPath`.
@@ -54,6 +58,7 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
     ...createUsageActivities({ storage: opts.storage, config }),
     ...createTerraformActivities(),
     ...createDesignActivities({ storage: opts.storage }),
+    ...createVectorActivities({ storage: opts.storage, vectors: opts.vectors ?? createVectorBackend(config) }),
     // ---- end of domain activities
   };
 

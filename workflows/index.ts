@@ -5,3 +5,4 @@ export * from './job-workflow';
 export * from './design/workflow';
 export * from './design/v1-workflow';
 export * from './completion-workflow';
+export * from './ingest-workflow';

@@ -24,6 +24,7 @@ import {
   type StreamFormat,
 } from './completions';
 import { ChatCompletionBodySchema, EmbeddingsBodySchema } from './schemas';
+import { retrieveSources, vectorStoresRouter, type Citation } from './vector-stores';
 
 registerRoute({
   method: 'post',
@@ -98,8 +99,12 @@ const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
 };
 
 /** OpenAI's chunk stream: a role chunk, content deltas, a finish chunk, the usage chunk when asked, [DONE]. */
-function openAiStream(c: Pick<StartedCompletion, 'id' | 'created' | 'model'>, includeUsage: boolean): StreamFormat {
-  const chunk = (res: Response, eventId: string | undefined, choices: unknown[], usage?: unknown) => {
+function openAiStream(
+  c: Pick<StartedCompletion, 'id' | 'created' | 'model'>,
+  includeUsage: boolean,
+  citations?: Citation[],
+): StreamFormat {
+  const chunk = (res: Response, eventId: string | undefined, choices: unknown[], usage?: unknown, first = false) => {
     const body = {
       id: c.id,
       object: 'chat.completion.chunk',
@@ -108,14 +113,19 @@ function openAiStream(c: Pick<StartedCompletion, 'id' | 'created' | 'model'>, in
       system_fingerprint: null,
       choices,
       ...(includeUsage ? { usage: usage ?? null } : {}),
+      ...(first && citations ? { citations } : {}),
     };
     res.write(`${eventId ? `id: ${eventId}\n` : ''}data: ${JSON.stringify(body)}\n\n`);
   };
   return {
     start: (res) =>
-      chunk(res, `${c.id}:0`, [
-        { index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null },
-      ]),
+      chunk(
+        res,
+        `${c.id}:0`,
+        [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+        undefined,
+        true,
+      ),
     text: (res, text, offset) =>
       chunk(res, `${c.id}:${offset}`, [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]),
     end: (res, e) => {
@@ -163,9 +173,14 @@ export function v1Router(ai: AiServer): Router {
     }
     const body = parse(ChatCompletionBodySchema, req.body, 'body');
     const creq = fromOpenAi(body, config.AI_MAX_MESSAGE_CHARS, 'v1:chat.completions');
+    const rag = body.vector_store_ids?.length
+      ? await retrieveSources(ai, req, body.vector_store_ids, creq.messages)
+      : undefined;
+    if (rag) creq.messages = rag.messages;
     const started = await startCompletion(ai, req, creq, body.stream === true);
     if (started.entry) {
-      pipeStream(ai, req, res, started, 0, openAiStream(started, body.stream_options?.include_usage === true));
+      const format = openAiStream(started, body.stream_options?.include_usage === true, rag?.citations);
+      pipeStream(ai, req, res, started, 0, format);
       return;
     }
     const r = await started.done;
@@ -184,6 +199,7 @@ export function v1Router(ai: AiServer): Router {
         },
       ],
       usage: usageOf(r.usage),
+      ...(rag ? { citations: rag.citations } : {}),
     });
   });
 
@@ -221,6 +237,7 @@ export function v1Router(ai: AiServer): Router {
     res.json({ id: m.id, object: 'model', created: 0, owned_by: 'ainode' });
   });
 
+  router.use(vectorStoresRouter(ai));
   router.use('/v1', (req, _res, next) =>
     next(new HttpError(404, 'not_found', `No route for ${req.method} /v1${req.path}`)),
   );

@@ -49,6 +49,8 @@ export const ChatCompletionBodySchema = z
     stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
     response_format: ResponseFormatSchema.nullable().optional(),
     tools: z.array(z.unknown()).max(0, 'tools are not supported').nullable().optional(),
+    /** Extension: answer from these vector stores' top chunks and cite them (api/v1/vector-stores.ts). */
+    vector_store_ids: z.array(z.string().min(1).max(100)).max(10).nullable().optional(),
   })
   .loose();
 export type ChatCompletionBody = z.infer<typeof ChatCompletionBodySchema>;
