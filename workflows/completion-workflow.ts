@@ -5,7 +5,13 @@
  * activity straight to the API process that holds the client's connection (lib/stream); the workflow only
  * sees the result. Cancelling the workflow (the client disconnected) cancels the activity, which aborts Ollama.
  */
-import { proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  CancelledFailure,
+  proxyActivities,
+  workflowInfo,
+  type RetryPolicy,
+} from '@temporalio/workflow';
 import type { CompletionWorkflowInput, CompletionWorkflowResult } from '../contracts/completion';
 import type { EmbeddingsWorkflowInput, EmbeddingsWorkflowResult } from '../contracts/completion';
 import type { UsageActivities } from '../activities/usage';
@@ -35,15 +41,23 @@ export async function completionWorkflow(input: CompletionWorkflowInput): Promis
     heartbeatTimeout: COMPLETION_HEARTBEAT_TIMEOUT,
     retry: INTERACTIVE_RETRY,
   });
-  const res = await llm.llmChat({
-    model: input.model,
-    messages: input.messages,
-    options: input.options,
-    format: input.format,
-    stream: input.stream,
-    purpose: input.source,
-    kind: 'prompt',
-  });
+  let res;
+  try {
+    res = await llm.llmChat({
+      model: input.model,
+      messages: input.messages,
+      options: input.options,
+      format: input.format,
+      stream: input.stream,
+      purpose: input.source,
+      kind: 'prompt',
+    });
+  } catch (err) {
+    // The client went away: the API cancelled us, then closed the stream (the activity stopped on that). The
+    // run is cancelled, whichever of the two reached the activity first.
+    if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('the client disconnected');
+    throw err;
+  }
   await usage.recordApiUsage({
     caller: input.caller,
     callId: workflowInfo().workflowId,

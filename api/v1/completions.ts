@@ -241,8 +241,11 @@ export function pipeStream(
     setTimeout(() => {
       if (entry.readers > 0 || entry.end || entry.error) return;
       req.log?.info({ id: entry.id }, 'stream client gone: cancelling the generation');
-      ai.hub.abandon(entry);
-      void started.handle.cancel().catch(() => undefined);
+      // Cancel first (recorded in the workflow's history), then refuse the push so the node stops at once.
+      void started.handle
+        .cancel()
+        .catch(() => undefined)
+        .finally(() => ai.hub.abandon(entry));
     }, ai.deps.config.AI_STREAM_RESUME_GRACE_MS).unref();
   });
 }

@@ -200,11 +200,17 @@ describe('embeddings with the real model', () => {
     const body = (await raw.json()) as { data: { embedding: number[] }[] };
     expect(body.data).toHaveLength(1);
     expect(Array.isArray(body.data[0]!.embedding)).toBe(true);
-    const ids = await env.client.workflow.list({ query: `WorkflowType = 'embeddingsWorkflow'` });
-    for await (const w of ids) {
-      await recordHistory('embeddings-real', env.client.workflow.getHandle(w.workflowId));
-      break;
+    // Visibility is eventually consistent: wait until the run is listed, then record it.
+    let workflowId: string | undefined;
+    for (let i = 0; i < 100 && !workflowId; i++) {
+      for await (const w of env.client.workflow.list({ query: `WorkflowType = 'embeddingsWorkflow'` })) {
+        workflowId = w.workflowId;
+        break;
+      }
+      if (!workflowId) await sleep(100);
     }
+    expect(workflowId).toMatch(/^embed-/);
+    await recordHistory('embeddings-real', env.client.workflow.getHandle(workflowId!));
   });
 });
 
