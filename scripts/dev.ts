@@ -40,6 +40,7 @@ import {
 } from './lib/stack';
 import { readToolchain, ROOT, STATE_DIR, toolchainModels, type Toolchain } from './lib/toolchain';
 import { bundleWorkflows } from './bundle-workflows';
+import { seedSampleVectorStore } from './lib/sample-vector-store';
 
 /** Two local Ollama nodes unless OLLAMA_NODES says otherwise: the platform's pinning needs two to be seen. */
 const DEFAULT_DEV_NODES = 'node-1=http://127.0.0.1:11434,node-2=http://127.0.0.1:11435';
@@ -177,7 +178,7 @@ async function startOllamaOrReuse(tc: Toolchain, config: Config, sup: Supervisor
   const perNode = nodeModels(
     config.OLLAMA_NODES.map((n) => n.id),
     process.env.OLLAMA_NODE_MODELS,
-    { models: toolchainModels(tc), defaultModel: config.DEFAULT_MODEL },
+    { models: [...toolchainModels(tc), ...(tc.embedModel ? [tc.embedModel] : [])], defaultModel: config.DEFAULT_MODEL },
   );
   await Promise.all(
     config.OLLAMA_NODES.map(async (node) => {
@@ -242,6 +243,8 @@ async function startApps(tc: Toolchain, config: Config, model: string, sup: Supe
     DEFAULT_MODEL: model,
     JOB_RUNTIME_IMAGE: process.env.JOB_RUNTIME_IMAGE || tc.runtimeImage || config.JOB_RUNTIME_IMAGE,
     AINODE_TERRAFORM_BIN: tc.terraform,
+    // Vector stores embed with the real embedding model when setup installed it.
+    EMBED_MODEL: process.env.EMBED_MODEL || tc.embedModel || undefined,
   };
   const roles: { name: string; entry: string; env?: NodeJS.ProcessEnv }[] = [
     { name: 'orchestrator', entry: 'workers/orchestrator.ts' },
@@ -311,6 +314,23 @@ async function printBanner(
   }
   lines.push('', 'Ctrl-C stops what this started.', '');
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** The shop's sample vector store (scripts/lib/sample-vector-store.ts); a failure is a warning. */
+async function seedSample(config: Config): Promise<void> {
+  const apiUrl = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.API_PORT}`;
+  const apiKey = [...config.API_KEYS.keys()][0] ?? 'dev-key';
+  try {
+    const shopDir = path.join(ROOT, 'test', 'fixtures', 'shop');
+    const { id, created } = await seedSampleVectorStore({ apiUrl, apiKey, stateDir: STATE_DIR, shopDir });
+    say(`sample vector store ${id} (shop policy and products)${created ? ': ingesting' : ''}; try:`);
+    say(
+      `  curl -s -X POST ${apiUrl}/v1/vector_stores/${id}/search -H 'Authorization: Bearer ${apiKey}' ` +
+        `-H 'Content-Type: application/json' -d '{"query":"How long does delivery take?","max_num_results":3}'`,
+    );
+  } catch (err) {
+    warn(`sample vector store not seeded: ${(err as Error).message}`);
+  }
 }
 
 /** Waits for `/healthz`; gives up early when the API process exits (its log says why). */
@@ -385,6 +405,7 @@ async function run(): Promise<void> {
       await startApps(tc, config, model, sup);
       const api = sup.apps.find((a) => a.name === 'api');
       if (api) apiUp = await waitForApi(api, config.API_PORT, 90_000);
+      if (apiUp) await seedSample(config);
     }
     if (sup.isStopping) return;
     await printBanner(config, uiUrl, model, apiUp, servicesOnly);

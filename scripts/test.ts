@@ -38,6 +38,7 @@ async function run(): Promise<number> {
       AINODE_TEST_OLLAMA_URL: ollama.url,
       AWS_ENDPOINT_URL: moto.url,
       DEFAULT_MODEL: tc.defaultModel,
+      AINODE_EMBED_MODEL: tc.embedModel ?? '',
       JOB_RUNTIME_IMAGE: tc.runtimeImage,
       AINODE_TERRAFORM_BIN: tc.terraform,
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',

@@ -11,6 +11,8 @@ export interface Toolchain {
   defaultModel: string;
   /** Every model setup placed in `ollamaModels` (older toolchain files lack it: then only defaultModel). */
   models?: string[];
+  /** The embedding model setup created for vector stores (all-minilm:l6-v2), empty when it could not. */
+  embedModel?: string;
   runtimeImage: string;
   terraform: string;
   ggufDir: string;
