@@ -4,6 +4,7 @@
  * (exact text, timing of chunks, disconnects, failures). The API listens on a real port, so streamed tokens
  * travel the production path: llm activity → POST /internal/streams/:id → the client's SSE connection.
  */
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import OpenAI from 'openai';
@@ -15,6 +16,7 @@ import { createStorage, ensureStorage, type Storage } from '../../lib/storage/cl
 import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { Config } from '../../common/config';
+import { readDailyTokens, utcDay } from '../../lib/usage/budget';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { startStreamingOllama, type StreamReply, type StreamingOllama } from '../helpers/streaming-ollama';
 import { recordHistory } from '../helpers/histories';
@@ -216,7 +218,8 @@ describe('embeddings with the real model', () => {
 
 describe('streaming through the scripted node (exact text)', () => {
   it('delivers chunks while the node is still generating', async () => {
-    script = () => ({ pieces: words('one two three four five six seven eight nine ten'), delayMs: 150 });
+    const text = 'one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen';
+    script = () => ({ pieces: words(text), delayMs: 150 });
     const stream = await client().chat.completions.create({
       model: FAKE,
       messages: [{ role: 'user', content: 'count' }],
@@ -227,7 +230,7 @@ describe('streaming through the scripted node (exact text)', () => {
       const text = c.choices[0]?.delta.content;
       if (text) seen.push({ text, nodeFinished: streaming.requests[streaming.requests.length - 1]!.finished });
     }
-    expect(seen.map((s) => s.text).join('')).toBe('one two three four five six seven eight nine ten');
+    expect(seen.map((s) => s.text).join('')).toBe(text);
     // The first token reached the client long before the node sent its last one.
     expect(seen[0]!.nodeFinished).toBe(false);
     expect(seen.length).toBeGreaterThan(3);
@@ -396,13 +399,15 @@ describe('errors raise the client’s usual exceptions', () => {
     const cfg = { ...config, API_KEYS: new Map([[key, 'tenant-a']]), AI_DAILY_TOKEN_BUDGET: 10 };
     const url = await listen(cfg);
     await ask(FAKE, {}, client(url, key)); // 5 prompt + 8 completion tokens: over 10
-    await sleep(200); // the count is persisted after the answer
     const err = (await ask(FAKE, {}, client(url, key)).catch((e: unknown) => e)) as InstanceType<
       typeof OpenAI.RateLimitError
     >;
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     expect(err.code).toBe('insufficient_quota');
-    // A fresh API process reads the day's count from the usage table.
+    // A fresh API process reads the day's count from the usage table (written just after the answer).
+    const keyId = createHash('sha256').update(key).digest().subarray(0, 8).toString('hex');
+    for (let i = 0; i < 200 && (await readDailyTokens(storage, keyId, utcDay())) < 13; i++) await sleep(50);
+    expect(await readDailyTokens(storage, keyId, utcDay())).toBe(13);
     const again = (await ask(FAKE, {}, client(await listen(cfg), key)).catch((e: unknown) => e)) as InstanceType<
       typeof OpenAI.RateLimitError
     >;
