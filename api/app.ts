@@ -22,6 +22,7 @@ import { jobsRouter } from './routes/jobs';
 import { designsRouter } from './routes/designs';
 import { aiServerRouter } from './routes/ai-server';
 import { streamsRouter } from './routes/streams';
+import { recommendationsRouter } from './routes/recommendations';
 import { v1Router } from './v1/router';
 import type { AiServer } from './v1/completions';
 import { KeyLimits } from './v1/limits';
@@ -97,6 +98,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(functionsRouter(deps));
   app.use(jobsRouter(deps));
   app.use(aiServerRouter(ai));
+  app.use(recommendationsRouter(ai));
 
   app.use(notFoundHandler);
   app.use(errorHandler);

@@ -1,4 +1,7 @@
-/** API entry point: config → storage → Temporal client → catalog → Express app; stops once on SIGINT/SIGTERM. */
+/**
+ * API entry point: config → storage → Temporal client → catalog → Express app and the gRPC recommendation service
+ * (one StreamHub for both: llm workers push tokens to this process's HTTP port); stops once on SIGINT/SIGTERM.
+ */
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../common/config';
@@ -6,6 +9,8 @@ import { createLogger } from '../common/logger';
 import { createStorage, ensureStorage } from '../lib/storage/clients';
 import { createCatalog } from '../lib/llm/catalog';
 import { createApp } from './app';
+import { StreamHub } from '../lib/stream/hub';
+import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
 
 /** How long in-flight requests get to finish on shutdown before connections are cut. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -16,6 +21,8 @@ async function run(): Promise<void> {
   const storage = createStorage(config);
   let connection: Connection | undefined;
   let server: Server | undefined;
+  let grpcServer: RunningGrpcServer | undefined;
+  const streams = new StreamHub();
   try {
     await ensureStorage(storage);
     connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -26,7 +33,7 @@ async function run(): Promise<void> {
       temporal,
       namespace: config.TEMPORAL_NAMESPACE,
     });
-    const app = createApp({ config, temporal, storage, catalog, logger });
+    const app = createApp({ config, temporal, storage, catalog, logger, streams });
     const listening = app.listen(config.API_PORT, config.API_HOST);
     server = listening;
     await new Promise<void>((resolve, reject) => {
@@ -34,12 +41,25 @@ async function run(): Promise<void> {
       listening.once('error', reject);
     });
     logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}`, docs: '/openapi.json' }, 'API listening');
+    const localHost = config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST;
+    grpcServer = await startGrpcServer({
+      deps: { config, temporal, storage, catalog, logger, streams },
+      hub: streams,
+      host: config.API_HOST,
+      port: config.GRPC_PORT,
+      internalUrl: config.API_INTERNAL_URL ?? `http://${localHost}:${config.API_PORT}`,
+    });
+    logger.info(
+      { url: `${config.API_HOST}:${grpcServer.port}`, service: 'recommendation.RecommendationService' },
+      'gRPC listening',
+    );
 
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
     logger.info('shutting down');
+    await grpcServer.close(SHUTDOWN_GRACE_MS);
     const closed = new Promise<void>((resolve) => listening.close(() => resolve()));
     listening.closeIdleConnections();
     const timer = setTimeout(() => listening.closeAllConnections(), SHUTDOWN_GRACE_MS);
@@ -47,6 +67,8 @@ async function run(): Promise<void> {
     clearTimeout(timer);
   } finally {
     if (server?.listening) server.close();
+    grpcServer?.server.forceShutdown();
+    streams.close();
     await connection?.close();
     storage.close();
   }

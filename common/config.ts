@@ -104,6 +104,8 @@ export const ConfigSchema = z.object({
   API_UPLOAD_LIMIT_BYTES: int(20 * 1_048_576),
   API_RATE_LIMIT_PER_MINUTE: int(600),
   API_PUBLIC_URL: z.string().url().default('http://127.0.0.1:8080'),
+  /** The gRPC recommendation service (proto/recommendation.proto), served by the API process on API_HOST. */
+  GRPC_PORT: int(50051),
 
   // --- AI server (/v1 OpenAI-compatible routes, /chat, /embed)
   /**
@@ -125,6 +127,10 @@ export const ConfigSchema = z.object({
   AI_MAX_EMBED_INPUTS: int(256),
   /** A streaming client that disconnects has this long to resume with Last-Event-ID before the generation stops. */
   AI_STREAM_RESUME_GRACE_MS: int(5_000),
+  /** The model recommendations (gRPC Recommend, POST /recommendations) run on; unset: DEFAULT_MODEL. */
+  RECOMMEND_MODEL: z.string().optional(),
+  /** Tokens one recommendation may generate (bounded by LLM_NUM_PREDICT's `prompt` maximum). */
+  RECOMMEND_NUM_PREDICT: int(400),
 
   // --- Vector stores (/v1/vector_stores, retrieval in chat completions)
   /** `embedded`: SQLite + sqlite-vec in VECTOR_DB_PATH (one host, no server); `pgvector`: PostgreSQL at PGVECTOR_URL. */

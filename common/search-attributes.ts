@@ -25,4 +25,5 @@ export const SearchAttributeKey = {
 } as const;
 
 /** What `AinodeKind` holds: which kind of work a workflow is. */
-export type AinodeKind = 'prompt' | 'job' | 'design' | 'chat' | 'completion' | 'embeddings' | 'ingest';
+export type AinodeKind =
+  'prompt' | 'job' | 'design' | 'chat' | 'completion' | 'embeddings' | 'ingest' | 'recommendation';

@@ -12,6 +12,7 @@ import { createUsageActivities } from '../activities/usage';
 import { createTerraformActivities } from '../activities/terraform';
 import { createDesignActivities } from '../activities/design';
 import { createVectorActivities } from '../activities/vector';
+import { createRecommendActivities } from '../activities/recommend';
 import { createVectorBackend, type VectorBackend } from '../lib/vector';
 import { createCatalog } from '../lib/llm/catalog';
 import { createModelCheckActivities } from '../activities/llm/model-check';
@@ -59,6 +60,7 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
     ...createTerraformActivities(),
     ...createDesignActivities({ storage: opts.storage }),
     ...createVectorActivities({ storage: opts.storage, vectors: opts.vectors ?? createVectorBackend(config) }),
+    ...createRecommendActivities(),
     // ---- end of domain activities
   };
 
