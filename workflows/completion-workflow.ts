@@ -16,10 +16,12 @@ import type { CompletionWorkflowInput, CompletionWorkflowResult } from '../contr
 import type { EmbeddingsWorkflowInput, EmbeddingsWorkflowResult } from '../contracts/completion';
 import type { UsageActivities } from '../activities/usage';
 import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
-import { assertModelServed, llmActivities, STORAGE } from './policies';
+import { llmActivities, STORAGE } from './policies';
 
 /** Same as a prompt's: a cancel reaches the activity with its next heartbeat response, within ~8 s. */
 const COMPLETION_HEARTBEAT_TIMEOUT = '10 seconds';
+/** The longest a call waits for a free slot on the model's nodes: the API gives up on the client's behalf then. */
+const INTERACTIVE_WAIT = '2 minutes';
 /**
  * A client is waiting: one retry (perhaps on another node) for a failed node or an out-of-memory load, then the
  * client gets its 503/504 and decides itself, instead of waiting through LLM_CALL's five attempts.
@@ -35,10 +37,13 @@ export const EMBED_BATCH = 32;
 const usage = proxyActivities<UsageActivities>(STORAGE);
 
 export async function completionWorkflow(input: CompletionWorkflowInput): Promise<CompletionWorkflowResult> {
-  await assertModelServed(input.model);
+  // No model check here: the API checked the catalog a moment before starting us, and a check costs a catalog
+  // build on the first token's path. If the model's workers vanish meanwhile, the task is not picked up and
+  // INTERACTIVE_WAIT ends the call (the client gets its error) instead of a wait on a queue nobody polls.
   const llm = llmActivities(input.model, {
     summary: `${input.model} · ${input.source}${input.stream ? ' · stream' : ''}`,
     heartbeatTimeout: COMPLETION_HEARTBEAT_TIMEOUT,
+    scheduleToStartTimeout: INTERACTIVE_WAIT,
     retry: INTERACTIVE_RETRY,
   });
   let res;
@@ -70,8 +75,12 @@ export async function completionWorkflow(input: CompletionWorkflowInput): Promis
 }
 
 export async function embeddingsWorkflow(input: EmbeddingsWorkflowInput): Promise<EmbeddingsWorkflowResult> {
-  await assertModelServed(input.model);
-  const llm = llmActivities(input.model, { summary: `${input.model} · ${input.source}`, retry: INTERACTIVE_RETRY });
+  // Checked by the API, as for completions.
+  const llm = llmActivities(input.model, {
+    summary: `${input.model} · ${input.source}`,
+    scheduleToStartTimeout: INTERACTIVE_WAIT,
+    retry: INTERACTIVE_RETRY,
+  });
   const batches: string[][] = [];
   for (let i = 0; i < input.texts.length; i += EMBED_BATCH) batches.push(input.texts.slice(i, i + EMBED_BATCH));
   const results = await Promise.all(
