@@ -6,3 +6,4 @@ export * from './design/workflow';
 export * from './design/v1-workflow';
 export * from './completion-workflow';
 export * from './ingest-workflow';
+export * from './recommendation-workflow';

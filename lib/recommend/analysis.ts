@@ -17,7 +17,9 @@ const STOPWORDS = new Set(
     'you your our their its not but can will just into onto over under about than then them they there these ' +
     'those also more most some any all new use using used via vs www com org net io dev html htm php aspx index ' +
     'http https home page pages search results query watch article articles post posts blog wiki en us uk ' +
-    'best top get make does did one two three free online guide'
+    'best top get make does did one two three free online guide in on of to is it at by an as or be do my me we ' +
+    // URL structure, not subject matter.
+    'questions question issues issue pull tree blob main master tag tags category categories amp utm ref'
   ).split(' '),
 );
 

@@ -175,15 +175,21 @@ describe('gRPC Recommend', () => {
 
     // The prompt was built from the analysis (topics), with a bounded num_predict.
     const node = streaming.requests.at(-1)!;
-    expect(JSON.stringify(node.body.messages)).toContain('Topics: grpc, streaming, temporal');
+    expect(JSON.stringify(node.body.messages)).toContain('Topics: grpc, node, streaming, typescript, sdk, temporal');
     expect(node.options?.num_predict).toBe(config.RECOMMEND_NUM_PREDICT);
 
+    // The stream ends with the text; the run itself ends after metering, then the full result is there.
+    const running = (await (
+      await fetch(`${baseUrl}/recommendations/${out.id}`, { headers: { authorization: `Bearer ${KEY}` } })
+    ).json()) as { status: string };
+    expect(['running', 'completed']).toContain(running.status);
+    await env.client.workflow.getHandle(out.id!).result();
     const res = await fetch(`${baseUrl}/recommendations/${out.id}`, { headers: { authorization: `Bearer ${KEY}` } });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { status: string; content: string; analysis: { topics: string[] } };
     expect(body.status).toBe('completed');
     expect(body.content).toBe(TEXT);
-    expect(body.analysis.topics.slice(0, 3)).toEqual(['grpc', 'streaming', 'temporal']);
+    expect(body.analysis.topics.slice(0, 3)).toEqual(['grpc', 'node', 'streaming']);
 
     expect((await env.client.workflow.getHandle(out.id!).describe()).memo?.tenant).toBe('tenant-a');
     await recordHistory('recommendation', env.client.workflow.getHandle(out.id!));
@@ -199,6 +205,7 @@ describe('gRPC Recommend', () => {
       after = await readDailyTokens(storage, keyIdOf(KEY), utcDay());
     }
     expect(after).toBeGreaterThan(before);
+    await env.client.workflow.getHandle(out.id!).result();
   });
 
   it.each([
@@ -261,7 +268,7 @@ describe('gRPC Recommend', () => {
   it('serves gRPC health checks', async () => {
     const { protoPath } = await import('grpc-health-check');
     const protoLoader = await import('@grpc/proto-loader');
-    const def = grpc.loadPackageDefinition(protoLoader.loadSync(protoPath)) as unknown as {
+    const def = grpc.loadPackageDefinition(protoLoader.loadSync(protoPath, { enums: String })) as unknown as {
       grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
     };
     const health = new def.grpc.health.v1.Health(
@@ -300,6 +307,8 @@ describe('SSE twin POST /recommendations', () => {
         .join(''),
     ).toBe(TEXT);
     expect(events.at(-1)).toMatchObject({ content: '', is_final: 'true', id: res.headers.get('x-recommendation-id') });
+    // The run ends after its metering; let it, so no long poll outlives the test.
+    await env.client.workflow.getHandle(res.headers.get('x-recommendation-id')!).result();
   });
 
   it('bad input → 400 with the same precise message', async () => {
