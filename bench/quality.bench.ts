@@ -33,6 +33,8 @@ import { round, sleep, startStack, summarize, type Bench, type Row } from './lib
 
 const SHOP = path.join(__dirname, '..', 'test', 'fixtures', 'shop');
 const QUIET_MS = 200;
+/** BENCH_QUICK: the default model and every sixth chat case, two design cases — a smoke run, not a score. */
+const QUICK = Boolean(process.env.BENCH_QUICK);
 
 interface ChatCase {
   text: string;
@@ -73,7 +75,9 @@ export const bench: Bench = {
   name: 'quality',
   async run(ctx) {
     const served = await ollamaModels(ctx.ollamaUrl);
-    const wanted = (ctx.tc.models?.length ? ctx.tc.models : [ctx.model]).map(normalizeModel);
+    const wanted = (ctx.tc.models?.length && !QUICK ? ctx.tc.models : [ctx.model]).map(normalizeModel);
+    const chatCases = QUICK ? CHAT_CASES.filter((_, i) => i % 6 === 0) : CHAT_CASES;
+    const designCases = QUICK ? designEvalCases.slice(0, 2) : designEvalCases;
     const models = wanted.filter((m) => served.includes(m));
     const rows: Row[] = [];
     for (const m of wanted.filter((w) => !served.includes(w))) {
@@ -132,9 +136,9 @@ export const bench: Bench = {
       ];
       for (const model of models) {
         if (ctx.signal.aborted) break;
-        ctx.log(`quality: ${model}: ${CHAT_CASES.length} chat cases`);
+        ctx.log(`quality: ${model}: ${chatCases.length} chat cases`);
         const results: { c: ChatCase; reply: OutboxMessage; latencyMs: number; tokens: number }[] = [];
-        for (const c of CHAT_CASES) {
+        for (const c of chatCases) {
           if (ctx.signal.aborted) break;
           const chatId = `q-${suffix}-${results.length}-${model.replace(/\W/g, '')}`;
           const sent = Date.now();
@@ -154,9 +158,9 @@ export const bench: Bench = {
         const policyPrices = [...policy.matchAll(/(\d+[.,]\d{2})\s?EUR/g)].map((m) => m[1]!.replace(',', '.'));
         rows.push(...scoreChat(policyPrices, model, results, products, prompts));
 
-        ctx.log(`quality: ${model}: ${designEvalCases.length} design route/plan cases`);
+        ctx.log(`quality: ${model}: ${designCases.length} design route/plan cases`);
         const design: DesignCaseResult[] = [];
-        for (const dc of designEvalCases) {
+        for (const dc of designCases) {
           if (ctx.signal.aborted) break;
           design.push(await runDesignCase(base, model, dc));
         }
