@@ -295,6 +295,7 @@ async function printBanner(
       ? []
       : [
           `  API          ${api}${apiUp ? '' : '   (not answering: see .ainode/logs/api.log)'}  · OpenAPI ${api}/openapi.json`,
+          `  gRPC         ${api.replace(/^http:\/\//, '').replace(/:\d+$/, '')}:${config.GRPC_PORT} (recommendation.RecommendationService; health, reflection)`,
         ]),
     `  Web UI       ${uiUrl}`,
     `  Temporal     ${config.TEMPORAL_ADDRESS} (namespace ${config.TEMPORAL_NAMESPACE})`,
@@ -400,6 +401,11 @@ async function run(): Promise<void> {
       if (await isPortOpen(config.API_PORT, config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST)) {
         warn(
           `port ${config.API_PORT} is already in use: is another \`npm start\` running? Set API_PORT to move the API`,
+        );
+      }
+      if (await isPortOpen(config.GRPC_PORT, config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST)) {
+        warn(
+          `port ${config.GRPC_PORT} is already in use: the API's gRPC server will not start. Set GRPC_PORT to move it`,
         );
       }
       await startApps(tc, config, model, sup);
