@@ -283,6 +283,27 @@ describe('gRPC Recommend', () => {
     expect(res.status).toBe('SERVING');
     health.close();
   });
+  it('serves reflection: grpcurl can list the services', async () => {
+    const protoLoader = await import('@grpc/proto-loader');
+    const file = require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
+    const def = grpc.loadPackageDefinition(protoLoader.loadSync(file, { keepCase: true })) as unknown as {
+      grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
+    };
+    const refl = new def.grpc.reflection.v1.ServerReflection(
+      `127.0.0.1:${grpcServer.port}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>> };
+    const call = refl.ServerReflectionInfo();
+    const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      call.once('data', resolve);
+      call.once('error', reject);
+      call.write({ list_services: '' });
+    });
+    call.end();
+    refl.close();
+    const names = (reply.list_services_response as { service: { name: string }[] }).service.map((x) => x.name);
+    expect(names).toEqual(expect.arrayContaining(['recommendation.RecommendationService', 'grpc.health.v1.Health']));
+  });
 });
 
 describe('SSE twin POST /recommendations', () => {
