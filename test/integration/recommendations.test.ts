@@ -306,6 +306,53 @@ describe('gRPC Recommend', () => {
   });
 });
 
+describe('latency and load (measured, printed)', () => {
+  const pct = (xs: number[], p: number) =>
+    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+
+  /** Milliseconds to the first chunk of the same scripted reply straight from the node. */
+  async function directFirstChunk(): Promise<number> {
+    const t0 = performance.now();
+    const res = await fetch(`${streaming.url}/api/chat`, {
+      method: 'POST',
+      body: JSON.stringify({ model: FAKE, messages: [{ role: 'user', content: 'x' }], stream: true }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const ms = performance.now() - t0;
+    await reader.cancel();
+    return ms;
+  }
+
+  function grpcFirstChunk(): Promise<number> {
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      const call = client().Recommend(request(), auth());
+      let first: number | undefined;
+      call.on('data', () => (first ??= performance.now() - t0));
+      call.on('error', reject);
+      call.on('end', () => resolve(first!));
+    });
+  }
+
+  it('time to the first chunk through gRPC vs the node directly; 50 concurrent streams all complete', async () => {
+    script = () => ({ pieces: words(TEXT), delayMs: 5 });
+    const direct: number[] = [];
+    const viaGrpc: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      direct.push(await directFirstChunk());
+      viaGrpc.push(await grpcFirstChunk());
+    }
+    const outs = await Promise.all(Array.from({ length: 50 }, () => collect(client().Recommend(request(), auth()))));
+    expect(outs.filter((o) => o.messages.at(-1)?.is_final === 'true')).toHaveLength(50);
+    console.log(
+      `first chunk (ms, 20 sequential): direct p50 ${pct(direct, 0.5).toFixed(1)} p95 ${pct(direct, 0.95).toFixed(1)}; ` +
+        `gRPC p50 ${pct(viaGrpc, 0.5).toFixed(1)} p95 ${pct(viaGrpc, 0.95).toFixed(1)}; 50 concurrent streams completed`,
+    );
+    await Promise.all(outs.map((o) => env.client.workflow.getHandle(o.id!).result()));
+  });
+});
+
 describe('SSE twin POST /recommendations', () => {
   it('streams the same chunks and a final event', async () => {
     script = () => ({ pieces: words(TEXT), delayMs: 15 });
