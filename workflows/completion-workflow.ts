@@ -5,32 +5,15 @@
  * activity straight to the API process that holds the client's connection (lib/stream); the workflow only
  * sees the result. Cancelling the workflow (the client disconnected) cancels the activity, which aborts Ollama.
  */
-import {
-  CancellationScope,
-  CancelledFailure,
-  proxyActivities,
-  workflowInfo,
-  type RetryPolicy,
-} from '@temporalio/workflow';
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { CompletionWorkflowInput, CompletionWorkflowResult } from '../contracts/completion';
 import type { EmbeddingsWorkflowInput, EmbeddingsWorkflowResult } from '../contracts/completion';
 import type { UsageActivities } from '../activities/usage';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
+import { INTERACTIVE_RETRY, meteredChat } from './metered-chat';
 import { llmActivities, STORAGE } from './policies';
 
-/** Same as a prompt's: a cancel reaches the activity with its next heartbeat response, within ~8 s. */
-const COMPLETION_HEARTBEAT_TIMEOUT = '10 seconds';
 /** The longest a call waits for a free slot on the model's nodes: the API gives up on the client's behalf then. */
 const INTERACTIVE_WAIT = '2 minutes';
-/**
- * A client is waiting: one retry (perhaps on another node) for a failed node or an out-of-memory load, then the
- * client gets its 503/504 and decides itself, instead of waiting through LLM_CALL's five attempts.
- */
-const INTERACTIVE_RETRY: RetryPolicy = {
-  initialInterval: '500 milliseconds',
-  maximumAttempts: 2,
-  nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
-};
 /** Texts per llmEmbed call: a batch is one Ollama request; several batches run at once on the model's nodes. */
 export const EMBED_BATCH = 32;
 
@@ -40,15 +23,12 @@ export async function completionWorkflow(input: CompletionWorkflowInput): Promis
   // No model check here: the API checked the catalog a moment before starting us, and a check costs a catalog
   // build on the first token's path. If the model's workers vanish meanwhile, the task is not picked up and
   // INTERACTIVE_WAIT ends the call (the client gets its error) instead of a wait on a queue nobody polls.
-  const llm = llmActivities(input.model, {
+  const res = await meteredChat({
+    caller: input.caller,
+    source: input.source,
     summary: `${input.model} · ${input.source}${input.stream ? ' · stream' : ''}`,
-    heartbeatTimeout: COMPLETION_HEARTBEAT_TIMEOUT,
     scheduleToStartTimeout: INTERACTIVE_WAIT,
-    retry: INTERACTIVE_RETRY,
-  });
-  let res;
-  try {
-    res = await llm.llmChat({
+    input: {
       model: input.model,
       messages: input.messages,
       options: input.options,
@@ -56,20 +36,7 @@ export async function completionWorkflow(input: CompletionWorkflowInput): Promis
       stream: input.stream,
       purpose: input.source,
       kind: 'prompt',
-    });
-  } catch (err) {
-    // The client went away: the API cancelled us, then closed the stream (the activity stopped on that). The
-    // run is cancelled, whichever of the two reached the activity first.
-    if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('the client disconnected');
-    throw err;
-  }
-  await usage.recordApiUsage({
-    caller: input.caller,
-    callId: workflowInfo().workflowId,
-    source: input.source,
-    model: res.model,
-    promptTokens: res.usage.promptTokens,
-    completionTokens: res.usage.completionTokens,
+    },
   });
   return { content: res.content, model: res.model, nodeId: res.nodeId, usage: res.usage, doneReason: res.doneReason };
 }

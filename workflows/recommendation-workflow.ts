@@ -5,36 +5,20 @@
  * completion (source `recommendations`); the result (text and analysis) stays fetchable as the workflow's result.
  * Cancelling the workflow (the client cancelled the call) cancels the activity, which aborts Ollama.
  */
-import {
-  CancellationScope,
-  CancelledFailure,
-  proxyActivities,
-  workflowInfo,
-  type RetryPolicy,
-} from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type {
   BrowsingAnalysis,
   RecommendationWorkflowInput,
   RecommendationWorkflowResult,
 } from '../contracts/recommendation';
 import type { ChatMessage } from '../contracts/llm';
-import type { UsageActivities } from '../activities/usage';
 import type { RecommendActivities } from '../activities/recommend';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
-import { assertModelServed, llmActivities, STORAGE } from './policies';
+import { meteredChat } from './metered-chat';
+import { assertModelServed, STORAGE } from './policies';
 
-/** A client is waiting on a stream: a cancel reaches the activity with its next heartbeat response. */
-const RECOMMEND_HEARTBEAT_TIMEOUT = '10 seconds';
-/** A client is waiting: one retry (perhaps on another node), then the client gets its error and decides. */
-const INTERACTIVE_RETRY: RetryPolicy = {
-  initialInterval: '500 milliseconds',
-  maximumAttempts: 2,
-  nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
-};
 /** Steady suggestions, not creative writing. */
 const RECOMMEND_TEMPERATURE = 0.3;
 
-const usage = proxyActivities<UsageActivities>(STORAGE);
 const recommend = proxyActivities<RecommendActivities>(STORAGE);
 
 /** The chat messages for a recommendation: built from the analysis only, never from raw URLs or the user id. */
@@ -68,33 +52,18 @@ export async function recommendationWorkflow(
 ): Promise<RecommendationWorkflowResult> {
   const analysis = await recommend.analyzeBrowsingContext(input.context);
   await assertModelServed(input.model);
-  const llm = llmActivities(input.model, {
+  const res = await meteredChat({
+    caller: input.caller,
+    source: input.source,
     summary: `${input.model} · ${input.source} (${input.contentType})${input.stream ? ' · stream' : ''}`,
-    heartbeatTimeout: RECOMMEND_HEARTBEAT_TIMEOUT,
-    retry: INTERACTIVE_RETRY,
-  });
-  let res;
-  try {
-    res = await llm.llmChat({
+    input: {
       model: input.model,
       messages: recommendationMessages(analysis, input),
       options: { num_predict: input.numPredict, temperature: RECOMMEND_TEMPERATURE },
       stream: input.stream,
       purpose: input.source,
       kind: 'prompt',
-    });
-  } catch (err) {
-    // The client cancelled: the API cancelled us, then closed the stream (the activity stopped on that).
-    if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('the client cancelled');
-    throw err;
-  }
-  await usage.recordApiUsage({
-    caller: input.caller,
-    callId: workflowInfo().workflowId,
-    source: input.source,
-    model: res.model,
-    promptTokens: res.usage.promptTokens,
-    completionTokens: res.usage.completionTokens,
+    },
   });
   return {
     content: res.content,
