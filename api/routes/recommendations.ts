@@ -5,7 +5,7 @@
  * StreamHub (lib/stream), like a streamed completion's, so they reach the client as Ollama produces them.
  */
 import { randomUUID } from 'node:crypto';
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
 import type { WorkflowHandle } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
@@ -24,10 +24,9 @@ import type { StreamEntry, StreamHub } from '../../lib/stream/hub';
 import type { recommendationWorkflow } from '../../workflows/recommendation-workflow';
 import type { ApiDeps } from '../deps';
 import { tenantOf } from '../middleware/auth';
-import { describeFailure, toHttpError } from '../middleware/errors';
 import { requireModel } from '../model-check';
 import { registerRoute } from '../openapi';
-import { callerOf, sseHeaders } from '../v1/completions';
+import { callerOf, failureOf, internalUrl, sseHeaders } from '../v1/completions';
 import type { KeyLimits } from '../v1/limits';
 
 /** What a recommendation run needs from the process: the API's deps, its stream hub and the per-key limits. */
@@ -124,17 +123,6 @@ export async function startRecommendation(
   return { id, handle, entry, done };
 }
 
-/** A workflow failure as the client should see it: a cancel (ours, on timeout or a gone client) is a 504. */
-function failureOf(err: unknown, timeoutMs: number): HttpError {
-  const httpErr = toHttpError(err);
-  if (httpErr.status !== 500) return httpErr;
-  const { code, message } = describeFailure(err);
-  if (/cancel/i.test(message) || code === 'workflow_failed') {
-    return new HttpError(504, 'timeout', `The call was stopped: no answer within ${timeoutMs} ms, or it was cancelled`);
-  }
-  return new HttpError(502, code, message);
-}
-
 /** Stops a run nobody reads any more: cancel first (recorded in history), then refuse the push. */
 export function stopRecommendation(rs: RecommendServer, started: StartedRecommendation): void {
   if (started.entry.end || started.entry.error) return;
@@ -142,13 +130,6 @@ export function stopRecommendation(rs: RecommendServer, started: StartedRecommen
     .cancel()
     .catch(() => undefined)
     .finally(() => rs.hub.abandon(started.entry));
-}
-
-/** The base URL llm workers push tokens to: config, else the address this request came in on. */
-function internalUrlOf(rs: RecommendServer, req: Request): string {
-  if (rs.deps.config.API_INTERNAL_URL) return rs.deps.config.API_INTERNAL_URL;
-  const addr = req.socket.localAddress ?? '127.0.0.1';
-  return `http://${addr.includes(':') ? `[${addr}]` : addr}:${req.socket.localPort}`;
 }
 
 /** The SSE twin's body, for the docs: the proto's fields; browser_context may also be the object itself. */
@@ -199,7 +180,7 @@ export function recommendationsRouter(rs: RecommendServer): Router {
       content_type: str('content_type'),
       content_period: str('content_period'),
     });
-    const started = await startRecommendation(rs, callerOf(req), valid, internalUrlOf(rs, req));
+    const started = await startRecommendation(rs, callerOf(req), valid, internalUrl(rs.deps.config, req));
     res.setHeader('x-recommendation-id', started.id);
     sseHeaders(res);
     let finished = false;

@@ -100,8 +100,8 @@ export interface StartedCompletion {
 }
 
 /** The base URL llm workers push tokens to: config, else the address this request came in on. */
-function internalUrl(ai: AiServer, req: Request): string {
-  if (ai.deps.config.API_INTERNAL_URL) return ai.deps.config.API_INTERNAL_URL.replace(/\/$/, '');
+export function internalUrl(config: Pick<ApiDeps['config'], 'API_INTERNAL_URL'>, req: Request): string {
+  if (config.API_INTERNAL_URL) return config.API_INTERNAL_URL.replace(/\/$/, '');
   const addr = req.socket.localAddress ?? '127.0.0.1';
   return `http://${addr.includes(':') ? `[${addr}]` : addr}:${req.socket.localPort}`;
 }
@@ -145,7 +145,7 @@ export async function startCompletion(
         messages: creq.messages,
         options: { ...creq.options, num_predict: numPredict },
         ...(creq.format ? { format: creq.format } : {}),
-        ...(entry ? { stream: { url: `${internalUrl(ai, req)}/internal/streams/${id}`, token: entry.token } } : {}),
+        ...(entry ? { stream: { url: `${internalUrl(config, req)}/internal/streams/${id}`, token: entry.token } } : {}),
         source: creq.source,
       },
     ],
@@ -180,8 +180,8 @@ export async function startCompletion(
   return { id, created: Math.floor(Date.now() / 1000), model: creq.model, handle, entry, done };
 }
 
-/** A workflow failure as the client should see it: a cancel by our timer is a 504. */
-function failureOf(err: unknown, timeoutMs: number): HttpError {
+/** A workflow failure as the client should see it: a cancel (ours, on timeout or a gone client) is a 504. */
+export function failureOf(err: unknown, timeoutMs: number): HttpError {
   const httpErr = toHttpError(err);
   if (httpErr.status !== 500) return httpErr;
   const { code, message } = describeFailure(err);
