@@ -7,12 +7,9 @@
  * covered with a scripted Ollama in test/integration/design-workflow.test.ts. Every test starts its own design.
  */
 import request from 'supertest';
-import pino from 'pino';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Express } from 'express';
 import { parse } from '@cdktf/hcl2json';
-import { createApp } from '../../api/app';
-import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
@@ -20,6 +17,7 @@ import { MAX_DESIGN_REQUEST_CHARS } from '../../api/routes/designs';
 import { AWS_RESOURCE_TYPES } from '../../workflows/design/catalog';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import { testApp } from '../helpers/api';
 
 jest.setTimeout(1_500_000);
 
@@ -51,14 +49,7 @@ beforeAll(async () => {
   });
   const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
   workers = runWorkers([orchestrator, ...llm]);
-  const catalog = createCatalog({
-    nodes: config.OLLAMA_NODES,
-    nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
-    temporal: env.client,
-    namespace: 'default',
-    cacheMs: 0,
-  });
-  app = createApp({ config, temporal: env.client, storage, catalog, logger: pino({ level: 'silent' }) });
+  app = testApp(env, { config, storage });
 });
 
 afterAll(async () => {

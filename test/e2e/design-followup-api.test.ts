@@ -6,17 +6,15 @@
  * what is asserted is what the API reports (revision, phase, graph, plan, paths), never a model's prose.
  */
 import request from 'supertest';
-import pino from 'pino';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Express } from 'express';
-import { createApp } from '../../api/app';
-import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import { testApp } from '../helpers/api';
 
 jest.setTimeout(300_000);
 
@@ -111,14 +109,7 @@ beforeAll(async () => {
   });
   const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 10_000 });
   workers = runWorkers([orchestrator, ...llm]);
-  const catalog = createCatalog({
-    nodes: config.OLLAMA_NODES,
-    nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
-    temporal: env.client,
-    namespace: 'default',
-    cacheMs: 0,
-  });
-  app = createApp({ config, temporal: env.client, storage, catalog, logger: pino({ level: 'silent' }) });
+  app = testApp(env, { config, storage });
 });
 
 afterAll(async () => {

@@ -5,13 +5,8 @@
  * travel the production path: llm activity → POST /internal/streams/:id → the client's SSE connection.
  */
 import { createHash } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import OpenAI from 'openai';
-import pino from 'pino';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createApp } from '../../api/app';
-import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
@@ -21,6 +16,7 @@ import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { startStreamingOllama, type StreamReply, type StreamingOllama } from '../helpers/streaming-ollama';
 import { recordHistory } from '../helpers/histories';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import { listenApp, testApp, type ListeningApp } from '../helpers/api';
 
 jest.setTimeout(240_000);
 
@@ -36,7 +32,7 @@ let workers: RunningWorkers | undefined;
 let streaming: StreamingOllama;
 let slow: StreamingOllama;
 let config: Config;
-const servers: Server[] = [];
+const servers: ListeningApp[] = [];
 let baseUrl: string;
 /** What the scripted node answers next, per call (default: "Hello from the fake node."). */
 let script: (body: Record<string, unknown>) => StreamReply = () => ({ pieces: words('Hello from the fake node.') });
@@ -46,18 +42,9 @@ function words(text: string): string[] {
 }
 
 async function listen(cfg: Config): Promise<string> {
-  const catalog = createCatalog({
-    nodes: cfg.OLLAMA_NODES,
-    nodeTimeoutMs: cfg.CATALOG_NODE_TIMEOUT_MS,
-    temporal: env.client,
-    namespace: 'default',
-    cacheMs: 0,
-  });
-  const app = createApp({ config: cfg, temporal: env.client, storage, catalog, logger: pino({ level: 'silent' }) });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((r) => server.once('listening', () => r()));
-  servers.push(server);
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const api = await listenApp(testApp(env, { config: cfg, storage }));
+  servers.push(api);
+  return api.url;
 }
 
 const client = (url = baseUrl, apiKey = KEY) => new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0 });
@@ -97,8 +84,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of servers) s.closeAllConnections();
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await Promise.all(servers.map((s) => s.close()));
   await workers?.stop();
   await env?.teardown();
   await streaming?.close();

@@ -13,11 +13,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
-import pino from 'pino';
 import type { Express } from 'express';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createApp } from '../../api/app';
-import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import type { Config } from '../../common/config';
 import { llmQueue, normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
@@ -28,6 +25,7 @@ import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { promptWorkflow } from '../../workflows/prompt-workflow';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import { testApp } from '../helpers/api';
 
 jest.setTimeout(600_000);
 
@@ -113,14 +111,7 @@ beforeAll(async () => {
       overrides: { workflowsPath: require.resolve('../../workflows/prompt-workflow') },
     }),
   ]);
-  const catalog = createCatalog({
-    nodes: config.OLLAMA_NODES,
-    nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
-    temporal: env.client,
-    namespace: 'default',
-    cacheMs: 0,
-  });
-  app = createApp({ config, temporal: env.client, storage, catalog, logger: pino({ level: 'silent' }) });
+  app = testApp(env, { config, storage });
 });
 
 afterAll(async () => {

@@ -10,10 +10,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import OpenAI from 'openai';
-import pino from 'pino';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createApp } from '../../api/app';
-import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createEmbeddedVectorStore, type VectorBackend } from '../../lib/vector';
 import { createLlmWorkers } from '../../workers/llm';
@@ -22,6 +19,7 @@ import type { Config } from '../../common/config';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import { testApp } from '../helpers/api';
 
 jest.setTimeout(300_000);
 
@@ -78,14 +76,7 @@ beforeAll(async () => {
   });
   const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
   workers = runWorkers([orchestrator, ...llm]);
-  const catalog = createCatalog({
-    nodes: config.OLLAMA_NODES,
-    nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
-    temporal: env.client,
-    namespace: 'default',
-    cacheMs: 0,
-  });
-  const app = createApp({ config, temporal: env.client, storage, catalog, vectors, logger: pino({ level: 'silent' }) });
+  const app = testApp(env, { config, storage, vectors });
   server = app.listen(0, '127.0.0.1');
   await new Promise<void>((r) => server.once('listening', () => r()));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
