@@ -30,6 +30,7 @@ async function run(): Promise<void> {
     const catalog = createCatalog({
       nodes: config.OLLAMA_NODES,
       nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
+      staleMs: config.CATALOG_STALE_MS,
       temporal,
       namespace: config.TEMPORAL_NAMESPACE,
     });

@@ -487,6 +487,8 @@ export async function startStack(ctx: BenchContext, opts: StackOptions): Promise
       const catalog = createCatalog({
         nodes: config.OLLAMA_NODES,
         nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
+        // As api/server.ts builds it.
+        staleMs: config.CATALOG_STALE_MS,
         temporal: client,
         namespace: config.TEMPORAL_NAMESPACE,
       });

@@ -178,6 +178,11 @@ export const ConfigSchema = z.object({
    */
   LLM_NUM_PREDICT: numPredictTable,
   CATALOG_NODE_TIMEOUT_MS: int(2000),
+  /**
+   * The API's model catalog: after its 1 s cache, the last answer is still used for this long while a fresh one is
+   * built in the background, so a request's model check never waits for the nodes once the catalog is warm.
+   */
+  CATALOG_STALE_MS: int(15_000),
   /** How often an llm worker re-reads its node's `/api/tags` to poll new models and drop removed ones; 0: never. */
   LLM_WORKER_REFRESH_MS: int(15_000),
   /** `model=usdPer1kPrompt/usdPer1kCompletion,...`; `*` is the fallback. */

@@ -63,6 +63,12 @@ export interface CatalogDeps {
   namespace?: string;
   /** How long one answer is reused, to absorb bursts (e.g. every POST /prompts checks the model). Default 1000. */
   cacheMs?: number;
+  /**
+   * After cacheMs, for this much longer, the last answer is still returned at once while a fresh one is built in
+   * the background (stale-while-revalidate): a request never waits for the nodes once the catalog is warm.
+   * Default 0 (always wait for a fresh answer).
+   */
+  staleMs?: number;
 }
 
 /** Budget for the poller lookups after the nodes answered, so `get()` stays within nodeTimeoutMs + this. */
@@ -223,17 +229,35 @@ export function createCatalog(deps: CatalogDeps): ModelCatalog {
     return { models, nodes: shown, generatedAt: new Date().toISOString() };
   }
 
-  function get(): Promise<Catalog> {
-    // Concurrent callers share one in-flight build; a finished one is reused for cacheMs.
-    if (cached && (cached.settledAt === undefined || Date.now() - cached.settledAt < cacheMs)) return cached.value;
+  const staleMs = deps.staleMs ?? 0;
+  let refreshing: Promise<Catalog> | undefined;
+
+  function rebuild(): { settledAt?: number; value: Promise<Catalog> } {
     const entry: { settledAt?: number; value: Promise<Catalog> } = { value: build() };
-    cached = entry;
     entry.value.then(
-      () => (entry.settledAt = Date.now()),
+      () => {
+        entry.settledAt = Date.now();
+        cached = entry;
+      },
       () => {
         if (cached === entry) cached = undefined;
       },
     );
+    return entry;
+  }
+
+  function get(): Promise<Catalog> {
+    // Concurrent callers share one in-flight build; a finished one is reused for cacheMs.
+    const age = cached?.settledAt === undefined ? 0 : Date.now() - cached.settledAt;
+    if (cached && age < cacheMs) return cached.value;
+    if (cached?.settledAt !== undefined && age < cacheMs + staleMs) {
+      // Stale but recent: answer now, refresh once in the background.
+      refreshing ??= rebuild().value.finally(() => (refreshing = undefined));
+      refreshing.catch(() => undefined);
+      return cached.value;
+    }
+    const entry = rebuild();
+    cached = entry;
     return entry.value;
   }
 

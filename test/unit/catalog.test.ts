@@ -121,6 +121,28 @@ describe('model catalog', () => {
     await expect(fresh.hasModel('gemma3:270m')).resolves.toBe(false);
   });
 
+  it('within staleMs answers at once with the last catalog and refreshes it in the background', async () => {
+    const node = await startFakeOllama({ models: ['gemma3:270m'], script: reply });
+    const swr = createCatalog({
+      nodes: [{ id: 'n', url: node.url }],
+      nodeTimeoutMs: NODE_TIMEOUT_MS,
+      cacheMs: 0,
+      staleMs: 60_000,
+    });
+    const first = await swr.get();
+    expect(first.nodes[0]!.available).toBe(true);
+    await node.close();
+    // Stale: the last answer comes back at once, and a refresh starts...
+    expect(await swr.get()).toBe(first);
+    // ...whose answer (the node gone) replaces it once it is in.
+    let latest = first;
+    for (let i = 0; i < 200 && latest.nodes[0]!.available; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      latest = await swr.get();
+    }
+    expect(latest.nodes[0]!.available).toBe(false);
+  });
+
   it('merges loaded state only from available nodes, and sizes from every node', () => {
     const nodes: NodeAnswer[] = [
       { id: 'x', url: 'http://x', available: true, models: ['m:1', 'm:2'], loaded: ['m:2'], sizes: { 'm:2': 20 } },
