@@ -9,11 +9,9 @@ import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { CompletionWorkflowInput, CompletionWorkflowResult } from '../contracts/completion';
 import type { EmbeddingsWorkflowInput, EmbeddingsWorkflowResult } from '../contracts/completion';
 import type { UsageActivities } from '../activities/usage';
-import { INTERACTIVE_RETRY, meteredChat } from './metered-chat';
+import { INTERACTIVE_RETRY, INTERACTIVE_WAIT, meteredChat } from './metered-chat';
 import { llmActivities, STORAGE } from './policies';
 
-/** The longest a call waits for a free slot on the model's nodes: the API gives up on the client's behalf then. */
-const INTERACTIVE_WAIT = '2 minutes';
 /** Texts per llmEmbed call: a batch is one Ollama request; several batches run at once on the model's nodes. */
 export const EMBED_BATCH = 32;
 

@@ -30,6 +30,9 @@ export const INTERACTIVE_RETRY: RetryPolicy = {
   nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
 };
 
+/** The longest a call waits for a free slot on the model's nodes: the API gives up on the client's behalf then. */
+export const INTERACTIVE_WAIT = '2 minutes';
+
 const usage = proxyActivities<UsageActivities>(STORAGE);
 
 export async function meteredChat(call: {

@@ -5,7 +5,7 @@
  * completion (source `recommendations`); the result (text and analysis) stays fetchable as the workflow's result.
  * Cancelling the workflow (the client cancelled the call) cancels the activity, which aborts Ollama.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyLocalActivities } from '@temporalio/workflow';
 import type {
   BrowsingAnalysis,
   RecommendationWorkflowInput,
@@ -13,13 +13,19 @@ import type {
 } from '../contracts/recommendation';
 import type { ChatMessage } from '../contracts/llm';
 import type { RecommendActivities } from '../activities/recommend';
-import { meteredChat } from './metered-chat';
-import { assertModelServed, STORAGE } from './policies';
+import { INTERACTIVE_WAIT, meteredChat } from './metered-chat';
 
 /** Steady suggestions, not creative writing. */
 const RECOMMEND_TEMPERATURE = 0.3;
 
-const recommend = proxyActivities<RecommendActivities>(STORAGE);
+/**
+ * The analysis is pure computation in the orchestrator worker: a local activity (a marker in history, no task
+ * queue round trip) keeps it off the first chunk's path.
+ */
+const recommend = proxyLocalActivities<RecommendActivities>({
+  startToCloseTimeout: '10 seconds',
+  retry: { maximumAttempts: 3 },
+});
 
 /** The chat messages for a recommendation: built from the analysis only, never from raw URLs or the user id. */
 export function recommendationMessages(
@@ -51,11 +57,12 @@ export async function recommendationWorkflow(
   input: RecommendationWorkflowInput,
 ): Promise<RecommendationWorkflowResult> {
   const analysis = await recommend.analyzeBrowsingContext(input.context);
-  await assertModelServed(input.model);
+  // No model check here: the API checked the catalog a moment before starting us (as for completions).
   const res = await meteredChat({
     caller: input.caller,
     source: input.source,
     summary: `${input.model} · ${input.source} (${input.contentType})${input.stream ? ' · stream' : ''}`,
+    scheduleToStartTimeout: INTERACTIVE_WAIT,
     input: {
       model: input.model,
       messages: recommendationMessages(analysis, input),
