@@ -23,6 +23,7 @@ import { designsRouter } from './routes/designs';
 import { aiServerRouter } from './routes/ai-server';
 import { streamsRouter } from './routes/streams';
 import { recommendationsRouter } from './routes/recommendations';
+import { usersRouter } from './routes/users';
 import { v1Router } from './v1/router';
 import type { AiServer } from './v1/completions';
 import { KeyLimits } from './v1/limits';
@@ -99,6 +100,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(jobsRouter(deps));
   app.use(aiServerRouter(ai));
   app.use(recommendationsRouter(ai));
+  app.use(usersRouter(deps));
 
   app.use(notFoundHandler);
   app.use(errorHandler);

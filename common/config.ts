@@ -131,6 +131,8 @@ export const ConfigSchema = z.object({
   RECOMMEND_MODEL: z.string().optional(),
   /** Tokens one recommendation may generate (bounded by LLM_NUM_PREDICT's `prompt` maximum). */
   RECOMMEND_NUM_PREDICT: int(400),
+  /** A user's recommendations refresh once their browsing events have been quiet this long (debounce). */
+  USER_REC_QUIET_MS: int(5_000),
 
   // --- Vector stores (/v1/vector_stores, retrieval in chat completions)
   /** `embedded`: SQLite + sqlite-vec in VECTOR_DB_PATH (one host, no server); `pgvector`: PostgreSQL at PGVECTOR_URL. */

@@ -26,4 +26,12 @@ export const SearchAttributeKey = {
 
 /** What `AinodeKind` holds: which kind of work a workflow is. */
 export type AinodeKind =
-  'prompt' | 'job' | 'design' | 'chat' | 'completion' | 'embeddings' | 'ingest' | 'recommendation';
+  | 'prompt'
+  | 'job'
+  | 'design'
+  | 'chat'
+  | 'completion'
+  | 'embeddings'
+  | 'ingest'
+  | 'recommendation'
+  | 'user-recommendation';

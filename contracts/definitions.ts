@@ -10,6 +10,7 @@ import type { PromptStatus } from './prompt';
 import type { GraphSnapshot } from './graph';
 import type { DesignAnswers, DesignAnswersAck, DesignFollowUp, DesignStatus } from './design';
 import type { JobLiveStatus, LlmCallReply, LlmCallRequest } from './jobs';
+import type { BrowsingEventsSignal, UserRecommendationStatus } from './user-recommendation';
 
 // ---------------------------------------------------------------- promptWorkflow
 export const promptStatusQuery = defineQuery<PromptStatus>('promptStatus');
@@ -48,3 +49,9 @@ export const jobStatusQuery = defineQuery<JobLiveStatus>('jobStatus');
  * so a retried call is answered once and metered once.
  */
 export const llmCallUpdate = defineUpdate<LlmCallReply, [LlmCallRequest]>('llmCall');
+
+// ---------------------------------------------------------------- userRecommendationWorkflow
+/** A browsing event (or small batch) for a user's workflow (`POST /users/:userId/browsing-events`). */
+export const browsingEventsSignal = defineSignal<[BrowsingEventsSignal]>('browsingEvents');
+/** The user's latest recommendation, with when and why (`GET /users/:userId/recommendations`). */
+export const userRecommendationsQuery = defineQuery<UserRecommendationStatus>('userRecommendations');

@@ -7,3 +7,4 @@ export * from './design/v1-workflow';
 export * from './completion-workflow';
 export * from './ingest-workflow';
 export * from './recommendation-workflow';
+export * from './user-recommendation-workflow';
