@@ -1,5 +1,5 @@
 /**
- * One per user (`user-rec-<tenant>-<userId>`), started or signalled by `POST /users/:userId/browsing-events`
+ * One per user (`user-rec-<tenant>/<userId>`), started or signalled by `POST /users/:userId/browsing-events`
  * (signalWithStart). Keeps a bounded recent history of browsing events and refreshes the user's recommendation
  * when the interests shift, debounced: after a quiet window with no new events, the merged history is analysed
  * (the same local activity as recommendationWorkflow) and the model is asked again only when there is no

@@ -1,6 +1,6 @@
 /**
  * Per-user, durable recommendations. `POST /users/:userId/browsing-events` hands one browsing event (or a small
- * batch) to the user's userRecommendationWorkflow (`user-rec-<tenant>-<userId>`, started on the first event by
+ * batch) to the user's userRecommendationWorkflow (`user-rec-<tenant>/<userId>`, started on the first event by
  * signalWithStart); the workflow refreshes the user's recommendation when the interests shift (debounced).
  * `GET /users/:userId/recommendations` answers the latest with when and why (its query), `pending` before the
  * first refresh, 404 for an unknown user or another tenant's (the memo's tenant).
@@ -27,7 +27,9 @@ import { RECOMMEND_SOURCE } from './recommendations';
 
 const USER_ID = /^[A-Za-z0-9._@:-]{1,128}$/;
 
-export const userRecommendationWorkflowId = (tenant: string, userId: string) => `user-rec-${tenant}-${userId}`;
+/** `user-rec-<tenant>/<userId>`: user ids have no `/` and the tenant is URI-encoded, so no two pairs share an id. */
+export const userRecommendationWorkflowId = (tenant: string, userId: string) =>
+  `user-rec-${encodeURIComponent(tenant)}/${userId}`;
 
 function validUserId(raw: string): string {
   if (!USER_ID.test(raw)) {

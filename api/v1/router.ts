@@ -25,6 +25,10 @@ import {
 } from './completions';
 import { ChatCompletionBodySchema, EmbeddingsBodySchema } from './schemas';
 import { retrieveSources, vectorStoresRouter, type Citation } from './vector-stores';
+import { groundingOf } from '../../lib/vector/grounding';
+
+/** An answer from retrieved sources: one or two sentences need no more (the client may ask for more). */
+const RAG_MAX_TOKENS = 160;
 
 registerRoute({
   method: 'post',
@@ -103,7 +107,10 @@ function openAiStream(
   c: Pick<StartedCompletion, 'id' | 'created' | 'model'>,
   includeUsage: boolean,
   citations?: Citation[],
+  /** With retrieval: the sources the answer is checked against (a `grounding` field on the finish chunk). */
+  sourcesText?: string,
 ): StreamFormat {
+  let answer = '';
   const chunk = (res: Response, eventId: string | undefined, choices: unknown[], usage?: unknown, first = false) => {
     const body = {
       id: c.id,
@@ -126,12 +133,14 @@ function openAiStream(
         undefined,
         true,
       ),
-    text: (res, text, offset) =>
-      chunk(res, `${c.id}:${offset}`, [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]),
+    text: (res, text, offset) => {
+      answer += text;
+      chunk(res, `${c.id}:${offset}`, [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]);
+    },
     end: (res, e) => {
-      chunk(res, `${c.id}:${e.offset}`, [
-        { index: 0, delta: {}, logprobs: null, finish_reason: finishReason(e.end.doneReason) },
-      ]);
+      const finish = { index: 0, delta: {}, logprobs: null, finish_reason: finishReason(e.end.doneReason) };
+      if (sourcesText === undefined) chunk(res, `${c.id}:${e.offset}`, [finish]);
+      else chunk(res, `${c.id}:${e.offset}`, [{ ...finish, grounding: groundingOf(answer, sourcesText) }]);
       if (includeUsage) chunk(res, undefined, [], usageOf(e.end.usage));
       res.write('data: [DONE]\n\n');
     },
@@ -176,10 +185,16 @@ export function v1Router(ai: AiServer): Router {
     const rag = body.vector_store_ids?.length
       ? await retrieveSources(ai, req, body.vector_store_ids, creq.messages)
       : undefined;
-    if (rag) creq.messages = rag.messages;
+    if (rag) {
+      creq.messages = rag.messages;
+      // Answers from sources: steady and short unless the client asked otherwise.
+      creq.options.temperature ??= 0;
+      creq.options.num_predict ??= RAG_MAX_TOKENS;
+    }
     const started = await startCompletion(ai, req, creq, body.stream === true);
     if (started.entry) {
-      const format = openAiStream(started, body.stream_options?.include_usage === true, rag?.citations);
+      const includeUsage = body.stream_options?.include_usage === true;
+      const format = openAiStream(started, includeUsage, rag?.citations, rag?.sourcesText);
       pipeStream(ai, req, res, started, 0, format);
       return;
     }
@@ -196,6 +211,7 @@ export function v1Router(ai: AiServer): Router {
           message: { role: 'assistant', content: r.content, refusal: null },
           logprobs: null,
           finish_reason: finishReason(r.doneReason),
+          ...(rag ? { grounding: groundingOf(r.content, rag.sourcesText) } : {}),
         },
       ],
       usage: usageOf(r.usage),

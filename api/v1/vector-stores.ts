@@ -328,22 +328,23 @@ export async function retrieveSources(
   req: Request,
   storeIds: string[],
   messages: ChatMessage[],
-): Promise<{ messages: ChatMessage[]; citations: Citation[] }> {
+): Promise<{ messages: ChatMessage[]; citations: Citation[]; sourcesText: string }> {
   const stores = await Promise.all(storeIds.map((id) => storeOf(ai, req, id, 'vector_store_ids')));
   const query = [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
-  if (!query.trim()) return { messages, citations: [] };
+  if (!query.trim()) return { messages, citations: [], sourcesText: '' };
   const hits = (
     await Promise.all(stores.map((s) => searchStore(ai, req, s, query, RAG_SOURCES, 'v1:chat.completions.retrieval')))
   )
     .flat()
     .sort((a, b) => b.score - a.score)
     .slice(0, RAG_SOURCES);
-  if (hits.length === 0) return { messages, citations: [] };
+  if (hits.length === 0) return { messages, citations: [], sourcesText: query };
   const sources = hits.map((h, i) => `[${i + 1}] (${h.filename})\n${h.text}`).join('\n\n');
   const system: ChatMessage = {
     role: 'system',
     content:
-      'Answer the user from the numbered sources below and cite the ones you use as [1], [2]. ' +
+      'Answer the user in one or two sentences from the numbered sources below, copying prices and numbers ' +
+      'exactly as the sources state them, and cite the sources you use as [1], [2]. ' +
       'If the sources do not contain the answer, say that you do not know.\n\n' +
       sources,
   };
@@ -351,6 +352,8 @@ export async function retrieveSources(
   const at = lead < 0 ? messages.length : lead;
   return {
     messages: [...messages.slice(0, at), system, ...messages.slice(at)],
+    // What the answer may state: the sources and the question.
+    sourcesText: `${sources}\n${query}`,
     citations: hits.map((h, i) => ({
       index: i + 1,
       vector_store_id: h.storeId,

@@ -194,9 +194,9 @@ describe('per-user recommendations', () => {
     await recordHistory('user-recommendation', handle);
   });
 
-  it('another tenant gets 404, even for a workflow id that collides', async () => {
+  it('another tenant gets 404, also for a user id that would read like another tenant’s', async () => {
     expect((await get('u1', KEY_B)).status).toBe(404);
-    // `user-rec-tenant-a-u1` read as tenant `tenant`, user `a-u1`: the memo's tenant says no.
+    // Tenant `tenant` with user `a-u1` is not tenant `tenant-a` with user `u1`.
     expect((await get('a-u1', KEY_C)).status).toBe(404);
   });
 });

@@ -12,6 +12,7 @@ import { finishReason, openAiError } from '../../api/v1/router';
 import { fromOpenAi, parseEventId } from '../../api/v1/completions';
 import { ChatCompletionBodySchema } from '../../api/v1/schemas';
 import { HttpError } from '../../common/errors';
+import { groundingOf } from '../../lib/vector/grounding';
 import type { Storage } from '../../lib/storage/clients';
 
 const usage = {
@@ -262,3 +263,20 @@ async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+describe('grounding of answers from sources', () => {
+  const sources =
+    '- Express delivery (next business day) costs 9.90 EUR.\n- Standard delivery takes 2–4 days, 4,95 EUR.';
+
+  it('passes numbers the sources state, in either decimal notation', () => {
+    expect(groundingOf('Express costs 9,90 EUR; standard 4.95 EUR, in 2–4 days [1].', sources)).toEqual({
+      unsupported_numbers: [],
+      grounded: true,
+    });
+  });
+
+  it('names the numbers no source states, once each, skipping list markers', () => {
+    const answer = '1. Express costs 12 euros.\n2) Or 12 euros for 30 items, 9.90 EUR otherwise.';
+    expect(groundingOf(answer, sources)).toEqual({ unsupported_numbers: ['12', '30'], grounded: false });
+  });
+});
