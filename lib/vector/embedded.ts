@@ -9,28 +9,18 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import * as sqliteVec from 'sqlite-vec';
-import type { ChunkHit, FileCounts, VectorFileRecord, VectorStoreRecord } from '../../contracts/vector';
+import type { ChunkHit, FileCounts } from '../../contracts/vector';
+import {
+  FILE_COLUMNS,
+  fileValues,
+  STORE_COLUMNS,
+  storeValues,
+  toFile,
+  toStore,
+  type FileRow,
+  type StoreRow,
+} from './rows';
 import { DimensionMismatchError, emptyCounts, type ChunkRow, type FileStatusPatch, type VectorBackend } from './types';
-
-interface StoreRow {
-  id: string;
-  tenant_id: string;
-  name: string;
-  created_at: number;
-  embedding_model: string;
-  dimensions: number | null;
-  metadata: string;
-}
-interface FileRow {
-  store_id: string;
-  id: string;
-  filename: string;
-  bytes: number;
-  status: VectorFileRecord['status'];
-  created_at: number;
-  chunk_count: number;
-  last_error: string | null;
-}
 
 const SCHEMA = `
   create table if not exists vector_stores (
@@ -46,31 +36,6 @@ const SCHEMA = `
 `;
 
 const vecTable = (dims: number) => `vec_f32_${dims}`;
-
-function toStore(r: StoreRow): VectorStoreRecord {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    name: r.name,
-    createdAt: r.created_at,
-    embeddingModel: r.embedding_model,
-    ...(r.dimensions ? { dimensions: r.dimensions } : {}),
-    metadata: JSON.parse(r.metadata) as Record<string, string>,
-  };
-}
-
-function toFile(r: FileRow): VectorFileRecord {
-  return {
-    id: r.id,
-    storeId: r.store_id,
-    filename: r.filename,
-    bytes: r.bytes,
-    status: r.status,
-    createdAt: r.created_at,
-    chunkCount: r.chunk_count,
-    ...(r.last_error ? { lastError: JSON.parse(r.last_error) as VectorFileRecord['lastError'] } : {}),
-  };
-}
 
 /** `file`: a path, or ':memory:' (tests). */
 export function createEmbeddedVectorStore(file: string): VectorBackend {
@@ -134,10 +99,7 @@ export function createEmbeddedVectorStore(file: string): VectorBackend {
     kind: 'embedded',
     async init() {},
     async createStore(s) {
-      db.prepare(
-        'insert into vector_stores (id, tenant_id, name, created_at, embedding_model, dimensions, metadata) ' +
-          'values (?, ?, ?, ?, ?, ?, ?)',
-      ).run(s.id, s.tenantId, s.name, s.createdAt, s.embeddingModel, s.dimensions ?? null, JSON.stringify(s.metadata));
+      db.prepare(`insert into vector_stores (${STORE_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?)`).run(...storeValues(s));
     },
     async getStore(tenantId, id) {
       const r = storeById(id);
@@ -150,19 +112,7 @@ export function createEmbeddedVectorStore(file: string): VectorBackend {
       return true;
     },
     async addFile(f) {
-      db.prepare(
-        'insert into vector_files (store_id, id, filename, bytes, status, created_at, chunk_count, last_error) ' +
-          'values (?, ?, ?, ?, ?, ?, ?, ?)',
-      ).run(
-        f.storeId,
-        f.id,
-        f.filename,
-        f.bytes,
-        f.status,
-        f.createdAt,
-        f.chunkCount,
-        f.lastError ? JSON.stringify(f.lastError) : null,
-      );
+      db.prepare(`insert into vector_files (${FILE_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?)`).run(...fileValues(f));
     },
     async getFile(storeId, fileId) {
       const r = db.prepare('select * from vector_files where store_id = ? and id = ?').get(storeId, fileId);

@@ -7,7 +7,17 @@
  * store grows past a few hundred thousand chunks.
  */
 import { Pool, type PoolClient } from 'pg';
-import type { ChunkHit, FileCounts, VectorFileRecord, VectorStoreRecord } from '../../contracts/vector';
+import type { ChunkHit, FileCounts } from '../../contracts/vector';
+import {
+  FILE_COLUMNS,
+  fileValues,
+  STORE_COLUMNS,
+  storeValues,
+  toFile,
+  toStore,
+  type FileRow,
+  type StoreRow,
+} from './rows';
 import { DimensionMismatchError, emptyCounts, type ChunkRow, type FileStatusPatch, type VectorBackend } from './types';
 
 const SCHEMA = `
@@ -27,51 +37,6 @@ const SCHEMA = `
 
 /** pgvector's text form: `[1,2,3]`. */
 const literal = (v: Float32Array) => `[${Array.from(v).join(',')}]`;
-
-interface StoreRow {
-  id: string;
-  tenant_id: string;
-  name: string;
-  created_at: string;
-  embedding_model: string;
-  dimensions: number | null;
-  metadata: Record<string, string>;
-}
-interface FileRow {
-  store_id: string;
-  id: string;
-  filename: string;
-  bytes: number;
-  status: VectorFileRecord['status'];
-  created_at: string;
-  chunk_count: number;
-  last_error: VectorFileRecord['lastError'] | null;
-}
-
-function toStore(r: StoreRow): VectorStoreRecord {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    name: r.name,
-    createdAt: Number(r.created_at),
-    embeddingModel: r.embedding_model,
-    ...(r.dimensions ? { dimensions: r.dimensions } : {}),
-    metadata: r.metadata,
-  };
-}
-
-function toFile(r: FileRow): VectorFileRecord {
-  return {
-    id: r.id,
-    storeId: r.store_id,
-    filename: r.filename,
-    bytes: r.bytes,
-    status: r.status,
-    createdAt: Number(r.created_at),
-    chunkCount: r.chunk_count,
-    ...(r.last_error ? { lastError: r.last_error } : {}),
-  };
-}
 
 export function createPgVectorStore(url: string, opts: { max?: number } = {}): VectorBackend {
   const pool = new Pool({ connectionString: url, max: opts.max ?? 5 });
@@ -115,11 +80,7 @@ export function createPgVectorStore(url: string, opts: { max?: number } = {}): V
     kind: 'pgvector',
     init,
     async createStore(s) {
-      await q(
-        'insert into vector_stores (id, tenant_id, name, created_at, embedding_model, dimensions, metadata) ' +
-          'values ($1, $2, $3, $4, $5, $6, $7)',
-        [s.id, s.tenantId, s.name, s.createdAt, s.embeddingModel, s.dimensions ?? null, JSON.stringify(s.metadata)],
-      );
+      await q(`insert into vector_stores (${STORE_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7)`, storeValues(s));
     },
     async getStore(tenantId, id) {
       const [r] = await q<StoreRow>('select * from vector_stores where id = $1 and tenant_id = $2', [id, tenantId]);
@@ -130,20 +91,7 @@ export function createPgVectorStore(url: string, opts: { max?: number } = {}): V
       return rows.length > 0;
     },
     async addFile(f) {
-      await q(
-        'insert into vector_files (store_id, id, filename, bytes, status, created_at, chunk_count, last_error) ' +
-          'values ($1, $2, $3, $4, $5, $6, $7, $8)',
-        [
-          f.storeId,
-          f.id,
-          f.filename,
-          f.bytes,
-          f.status,
-          f.createdAt,
-          f.chunkCount,
-          f.lastError ? JSON.stringify(f.lastError) : null,
-        ],
-      );
+      await q(`insert into vector_files (${FILE_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8)`, fileValues(f));
     },
     async getFile(storeId, fileId) {
       const [r] = await q<FileRow>('select * from vector_files where store_id = $1 and id = $2', [storeId, fileId]);
