@@ -144,13 +144,15 @@ export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: R
   const container = await docker.createContainer(containerCreateOptions(spec));
   let killedBy: RunOutcome['killedBy'];
   let killing: Promise<void> | undefined;
+  const sigkill = () =>
+    container.kill({ signal: 'SIGKILL' }).then(
+      () => undefined,
+      () => undefined, // already exited, or not started yet (then we kill it once it has started, below)
+    );
   const kill = (why: NonNullable<RunOutcome['killedBy']>) => {
     if (killedBy) return;
     killedBy = why;
-    killing = container.kill({ signal: 'SIGKILL' }).then(
-      () => undefined,
-      () => undefined, // already exited
-    );
+    killing = sigkill();
   };
   const out = new CappedSink(spec.outputLimitBytes, () => kill('output_limit'));
   const err = new CappedSink(spec.outputLimitBytes, () => kill('output_limit'));
@@ -167,9 +169,25 @@ export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: R
       stream.on('error', () => resolve());
     });
     docker.modem.demuxStream(stream, out, err);
-    if (hooks.signal?.aborted) throw new Error('cancelled before start');
     hooks.signal?.addEventListener('abort', onAbort, { once: true });
+    if (hooks.signal?.aborted) onAbort();
+    if (killedBy === 'cancel') {
+      // Cancelled before it ran: it never starts (and is removed below).
+      return {
+        containerId: container.id,
+        exitCode: null,
+        stdout: '',
+        stderr: '',
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        oomKilled: false,
+        killedBy,
+        durationMs: Date.now() - started,
+      };
+    }
     await container.start();
+    // A cancel that came while it was starting found nothing to kill yet: kill it now.
+    if (killedBy) killing = sigkill();
     timer = setTimeout(() => kill('timeout'), spec.timeoutMs);
     if (hooks.onProgress) {
       const progress = hooks.onProgress;
