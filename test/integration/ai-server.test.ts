@@ -8,15 +8,14 @@ import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
-import { createLlmWorkers } from '../../workers/llm';
-import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { Config } from '../../common/config';
 import { readDailyTokens, utcDay } from '../../lib/usage/budget';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
 import { startStreamingOllama, type StreamReply, type StreamingOllama } from '../helpers/streaming-ollama';
 import { recordHistory } from '../helpers/histories';
-import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import type { RunningWorkers } from '../../scripts/lib/workers';
 import { listenApp, testApp, type ListeningApp } from '../helpers/api';
+import { startTestWorkers } from '../helpers/workers';
 
 jest.setTimeout(240_000);
 
@@ -61,25 +60,17 @@ beforeAll(async () => {
   });
   storage = createStorage(config);
   await ensureStorage(storage);
-  const orchestrator = await createOrchestratorWorker({
-    connection: env.nativeConnection,
+  workers = await startTestWorkers(env, {
     config,
     storage,
-    overrides: { workflowsPath: require.resolve('../../workflows/completion-workflow') },
+    workflowsPath: require.resolve('../../workflows/completion-workflow'),
+    nodes: [
+      { id: 'node-1', url: services.ollamaUrl, waitForNodeMs: 60_000 },
+      { id: 'stream-node', url: streaming.url },
+      // Calls time out after 1 s: the workflow fails InferenceTimeout after its one retry.
+      { id: 'slow-node', url: slow.url, config: { LLM_CALL_TIMEOUT_MS: 1000 } },
+    ],
   });
-  const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
-  const fake = await createLlmWorkers({
-    connection: env.nativeConnection,
-    config: { ...config, OLLAMA_URL: streaming.url, NODE_ID: 'stream-node' },
-    waitForNodeMs: 10_000,
-  });
-  // A node whose calls time out after 1 s: the workflow fails InferenceTimeout after its one retry.
-  const slowLlm = await createLlmWorkers({
-    connection: env.nativeConnection,
-    config: { ...config, OLLAMA_URL: slow.url, NODE_ID: 'slow-node', LLM_CALL_TIMEOUT_MS: 1000 },
-    waitForNodeMs: 10_000,
-  });
-  workers = runWorkers([orchestrator, ...llm, ...fake, ...slowLlm]);
   baseUrl = await listen(config);
 });
 

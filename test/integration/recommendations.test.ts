@@ -17,13 +17,12 @@ import { createCatalog } from '../../lib/llm/catalog';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { StreamHub } from '../../lib/stream/hub';
 import { readDailyTokens, utcDay } from '../../lib/usage/budget';
-import { createLlmWorkers } from '../../workers/llm';
-import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { Config } from '../../common/config';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { forever, startStreamingOllama, type StreamReply, type StreamingOllama } from '../helpers/streaming-ollama';
 import { recordHistory } from '../helpers/histories';
-import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import type { RunningWorkers } from '../../scripts/lib/workers';
+import { startTestWorkers } from '../helpers/workers';
 
 jest.setTimeout(240_000);
 
@@ -116,18 +115,12 @@ beforeAll(async () => {
   });
   storage = createStorage(config);
   await ensureStorage(storage);
-  const orchestrator = await createOrchestratorWorker({
-    connection: env.nativeConnection,
+  workers = await startTestWorkers(env, {
     config,
     storage,
-    overrides: { workflowsPath: require.resolve('../../workflows/recommendation-workflow') },
+    workflowsPath: require.resolve('../../workflows/recommendation-workflow'),
+    nodes: [{ id: 'stream-node', url: streaming.url }],
   });
-  const fake = await createLlmWorkers({
-    connection: env.nativeConnection,
-    config: { ...config, OLLAMA_URL: streaming.url, NODE_ID: 'stream-node' },
-    waitForNodeMs: 10_000,
-  });
-  workers = runWorkers([orchestrator, ...fake]);
   const catalog = createCatalog({
     nodes: config.OLLAMA_NODES,
     nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,

@@ -6,16 +6,15 @@
  * reason names it, and another tenant gets 404.
  */
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createLlmWorkers } from '../../workers/llm';
-import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { Config } from '../../common/config';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { startStreamingOllama, type StreamingOllama } from '../helpers/streaming-ollama';
 import { listenApp, testApp, type ListeningApp } from '../helpers/api';
 import { recordHistory } from '../helpers/histories';
-import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import type { RunningWorkers } from '../../scripts/lib/workers';
 import { userRecommendationWorkflowId } from '../../api/routes/users';
+import { startTestWorkers } from '../helpers/workers';
 
 jest.setTimeout(240_000);
 
@@ -115,18 +114,12 @@ beforeAll(async () => {
   });
   storage = createStorage(config);
   await ensureStorage(storage);
-  const orchestrator = await createOrchestratorWorker({
-    connection: env.nativeConnection,
+  workers = await startTestWorkers(env, {
     config,
     storage,
-    overrides: { workflowsPath: require.resolve('../../workflows/user-recommendation-workflow') },
+    workflowsPath: require.resolve('../../workflows/user-recommendation-workflow'),
+    nodes: [{ id: 'stream-node', url: streaming.url }],
   });
-  const fake = await createLlmWorkers({
-    connection: env.nativeConnection,
-    config: { ...config, OLLAMA_URL: streaming.url, NODE_ID: 'stream-node' },
-    waitForNodeMs: 10_000,
-  });
-  workers = runWorkers([orchestrator, ...fake]);
   api = await listenApp(testApp(env, { config, storage }));
 });
 
