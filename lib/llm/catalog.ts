@@ -248,6 +248,7 @@ export function createCatalog(deps: CatalogDeps): ModelCatalog {
 
   function get(): Promise<Catalog> {
     // Concurrent callers share one in-flight build; a finished one is reused for cacheMs.
+    if (cached && cached.settledAt === undefined) return cached.value; // a build in flight
     const age = cached?.settledAt === undefined ? 0 : Date.now() - cached.settledAt;
     if (cached && age < cacheMs) return cached.value;
     if (cached?.settledAt !== undefined && age < cacheMs + staleMs) {

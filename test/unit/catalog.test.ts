@@ -111,6 +111,9 @@ describe('model catalog', () => {
     const fresh = createCatalog({ nodes: [{ id: 'n', url: node.url }], nodeTimeoutMs: NODE_TIMEOUT_MS, cacheMs: 0 });
     const [first, second] = await Promise.all([cached.get(), cached.get()]);
     expect(second).toBe(first);
+    // Even uncached, callers at the same moment share the build in flight (no burst of node requests).
+    const [a, b] = await Promise.all([fresh.get(), fresh.get()]);
+    expect(b).toBe(a);
     expect((await fresh.get()).nodes[0]!.available).toBe(true);
 
     await node.close();
