@@ -11,13 +11,12 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Express } from 'express';
 import { parse } from '@cdktf/hcl2json';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
-import { createLlmWorkers } from '../../workers/llm';
-import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { MAX_DESIGN_REQUEST_CHARS } from '../../api/routes/designs';
 import { AWS_RESOURCE_TYPES } from '../../workflows/design/catalog';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
-import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import type { RunningWorkers } from '../../scripts/lib/workers';
 import { testApp } from '../helpers/api';
+import { startTestWorkers } from '../helpers/workers';
 
 jest.setTimeout(1_500_000);
 
@@ -41,14 +40,12 @@ beforeAll(async () => {
   });
   storage = createStorage(config);
   await ensureStorage(storage);
-  const orchestrator = await createOrchestratorWorker({
-    connection: env.nativeConnection,
+  workers = await startTestWorkers(env, {
     config,
     storage,
-    overrides: { workflowsPath: require.resolve('../integration/design-workflows') },
+    workflowsPath: require.resolve('../integration/design-workflows'),
+    nodes: [{ id: config.NODE_ID, url: config.OLLAMA_URL, waitForNodeMs: 60_000 }],
   });
-  const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 60_000 });
-  workers = runWorkers([orchestrator, ...llm]);
   app = testApp(env, { config, storage });
 });
 

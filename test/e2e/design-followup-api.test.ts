@@ -9,12 +9,11 @@ import request from 'supertest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Express } from 'express';
 import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
-import { createLlmWorkers } from '../../workers/llm';
-import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
-import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import type { RunningWorkers } from '../../scripts/lib/workers';
 import { testApp } from '../helpers/api';
+import { startTestWorkers } from '../helpers/workers';
 
 jest.setTimeout(300_000);
 
@@ -101,14 +100,12 @@ beforeAll(async () => {
   });
   storage = createStorage(config);
   await ensureStorage(storage);
-  const orchestrator = await createOrchestratorWorker({
-    connection: env.nativeConnection,
+  workers = await startTestWorkers(env, {
     config,
     storage,
-    overrides: { workflowsPath: require.resolve('../integration/design-workflows') },
+    workflowsPath: require.resolve('../integration/design-workflows'),
+    nodes: [{ id: config.NODE_ID, url: config.OLLAMA_URL }],
   });
-  const llm = await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 10_000 });
-  workers = runWorkers([orchestrator, ...llm]);
   app = testApp(env, { config, storage });
 });
 
