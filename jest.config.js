@@ -14,5 +14,9 @@ module.exports = {
       slowTestThreshold: 60,
     },
     { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'], slowTestThreshold: 120 },
+    // Faults (docs/operations.md): kill real parts mid-work and show nothing is lost. Each file starts its own stack.
+    { ...common, displayName: 'faults', testMatch: ['<rootDir>/test/faults/**/*.test.ts'], slowTestThreshold: 120 },
+    // Attacks a hostile tenant can try (docs/security.md); each asserts the harm did not happen.
+    { ...common, displayName: 'security', testMatch: ['<rootDir>/test/security/**/*.test.ts'], slowTestThreshold: 120 },
   ],
 };
