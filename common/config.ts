@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_NUM_PREDICT, parseNumPredictTable } from './llm-bounds';
+import { parsePayloadKeys } from './payload-keys';
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 const bool = (def: boolean) =>
@@ -53,6 +54,34 @@ const apiKeys = z
       keys.set(key, tenant);
     }
     return keys;
+  });
+
+/** Comma-separated operator keys (≥ 16 characters): the codec endpoints and other cross-tenant operator routes. */
+const operatorKeys = z
+  .string()
+  .default('dev-operator-key')
+  .transform((s, ctx) => {
+    const keys = s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
+    for (const [i, k] of keys.entries())
+      if (k.length < 16)
+        ctx.addIssue({ code: 'custom', message: `operator key ${i + 1} is shorter than 16 characters` });
+    return keys;
+  });
+
+/** `id=base64key,...` (common/payload-keys.ts); empty = payloads are not encrypted. */
+const payloadKeys = z
+  .string()
+  .default('')
+  .transform((s, ctx) => {
+    const parsed = parsePayloadKeys(s);
+    if ('problems' in parsed) {
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+    return parsed.keys;
   });
 
 /** `model=usdPer1kPrompt/usdPer1kCompletion,...` */
@@ -104,6 +133,17 @@ export const ConfigSchema = z.object({
   API_UPLOAD_LIMIT_BYTES: int(20 * 1_048_576),
   API_RATE_LIMIT_PER_MINUTE: int(600),
   API_PUBLIC_URL: z.string().url().default('http://127.0.0.1:8080'),
+  /**
+   * Operators' keys (`Authorization: Bearer <key>`): cross-tenant routes such as the payload codec endpoints that
+   * let the Temporal Web UI and CLI show encrypted histories. Never a tenant's key.
+   */
+  OPERATOR_API_KEYS: operatorKeys,
+  /**
+   * AES-256-GCM keys for the Temporal payload codec, `id=base64key,...`: the first encrypts, all decrypt (rotation:
+   * put the new key first, keep old ones until no history needs them). Empty: payloads go to Temporal in plaintext.
+   * Every client and worker of one deployment needs the same list. `npm start` generates one (.ainode/payload-keys).
+   */
+  PAYLOAD_KEYS: payloadKeys,
   /** The gRPC recommendation service (proto/recommendation.proto), served by the API process on API_HOST. */
   GRPC_PORT: int(50051),
 
