@@ -11,14 +11,21 @@ export interface DesignQuestion {
   text: string;
 }
 
-/** `{questionId: answer}`; several rounds may be needed. */
+/**
+ * `{questionId: answer}`; several rounds may be needed. `answerId` (from the API: the request's Idempotency-Key,
+ * or a random id) makes a repeated delivery a no-op: the workflow applies each answerId once.
+ */
 export interface DesignAnswers {
   answers: Record<string, string>;
+  answerId?: string;
 }
 
 export interface DesignAnswersAck {
   accepted: string[];
   round: number;
+  answerId?: string;
+  /** True when this answerId had already been applied: nothing was applied again. */
+  duplicate?: boolean;
 }
 
 /** A follow-up change request for a running or finished design. */
@@ -70,10 +77,13 @@ export interface DesignFileRef {
   size: number;
 }
 
+/** Whether a check ran, and how it went: a check that did not run is never reported as passed. */
+export type CheckStatus = 'passed' | 'failed' | 'not_run';
+
 export interface TerraformDiagnostic {
   file?: string;
   severity: 'error' | 'warning';
-  /** hcl-parse | reference | provider | duplicate | terraform */
+  /** hcl-parse | reference | provider | duplicate | schema | terraform */
   check: string;
   message: string;
 }
@@ -85,6 +95,10 @@ export interface TerraformValidation {
   output: string;
   /** Whether `terraform`/`tofu validate` ran, and why not. */
   terraform: { ran: boolean; binary?: string; ok?: boolean; reason?: string };
+  /** The check against the AWS provider schema (absent in validations made before it existed). */
+  schemaCheck?: { status: CheckStatus; provider?: string; reason?: string; checked: number; errors: number };
+  /** `terraform validate`: passed | failed | not_run (absent before it was reported). */
+  terraformValidate?: CheckStatus;
 }
 
 export type DesignGraphVersion = 'v2' | 'v1';
@@ -137,6 +151,8 @@ export interface DesignStatus {
   /** What was repaired or replaced deterministically, one line each (fallbacks, dropped plan edges). */
   notes: string[];
   steps: { step: number; node: string; taskIndex: number }[];
+  /** The answerIds applied so far, in order (answers sent with an id; each is applied once). */
+  answersApplied?: string[];
 }
 
 export type DesignResult = Omit<DesignStatus, 'steps' | 'questions'> & { steps: number };

@@ -11,8 +11,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as Hcl2JsonModule from '@cdktf/hcl2json';
-import type { TerraformDiagnostic, TerraformValidation } from '../../contracts/design';
+import type { CheckStatus, TerraformDiagnostic, TerraformValidation } from '../../contracts/design';
 import { providerOf } from './combine';
+import { schemaCheck } from './schema';
 
 // Loaded on first use: the parser instantiates a Go WASM module at import (~50 MB of RSS), which the
 // orchestrator should pay only once a design is validated, not while idle.
@@ -45,6 +46,13 @@ function asRecord(v: unknown): Json {
 
 /** Parses and statically checks `files` (name → content). Pure apart from the WASM parser. */
 export async function staticValidate(files: Record<string, string>): Promise<TerraformDiagnostic[]> {
+  return (await parseAndCheck(files)).diagnostics;
+}
+
+/** `staticValidate`, also returning the parsed files (hcl2json's JSON) for the schema check. */
+async function parseAndCheck(
+  files: Record<string, string>,
+): Promise<{ diagnostics: TerraformDiagnostic[]; parsed: { file: string; body: Json }[] }> {
   const diagnostics: TerraformDiagnostic[] = [];
   const parsed: { file: string; body: Json }[] = [];
   for (const [file, content] of Object.entries(files)) {
@@ -141,7 +149,7 @@ export async function staticValidate(files: Record<string, string>): Promise<Ter
       }
     }
   }
-  return dedupe(diagnostics);
+  return { diagnostics: dedupe(diagnostics), parsed };
 }
 
 function dedupe(list: TerraformDiagnostic[]): TerraformDiagnostic[] {
@@ -272,9 +280,20 @@ export async function terraformValidate(
 }
 
 /** Renders diagnostics the way the fix prompt and the API show them. */
-export function formatValidation(diags: TerraformDiagnostic[], tf: TerraformValidation['terraform']): string {
+export function formatValidation(
+  diags: TerraformDiagnostic[],
+  tf: TerraformValidation['terraform'],
+  schema?: TerraformValidation['schemaCheck'],
+): string {
   const lines = diags.map((x) => `${x.severity.toUpperCase()} [${x.check}] ${x.file ?? ''}: ${x.message}`);
   if (lines.length === 0) lines.push('OK: HCL parses, references resolve, providers declared, no duplicates.');
+  if (schema) {
+    lines.push(
+      schema.status === 'not_run'
+        ? `schema check not run: ${schema.reason ?? 'unknown reason'}`
+        : `schema check against ${schema.provider}: ${schema.status} (${schema.checked} checked, ${schema.errors} error(s))`,
+    );
+  }
   lines.push(
     tf.ran
       ? `terraform validate (${tf.binary}): ${tf.ok ? 'valid' : 'invalid'}`
@@ -283,17 +302,43 @@ export function formatValidation(diags: TerraformDiagnostic[], tf: TerraformVali
   return lines.join('\n');
 }
 
-/** Full validation: parser + static checks, then terraform when available. */
+/** `passed | failed | not_run` of a terraform validate result. */
+export function terraformStatus(tf: TerraformValidation['terraform']): CheckStatus {
+  return !tf.ran ? 'not_run' : tf.ok ? 'passed' : 'failed';
+}
+
+/**
+ * Full validation: parser + static checks, the AWS provider schema check, then terraform when available. `ok`
+ * means no error from any check that ran; `schemaCheck` and `terraformValidate` say which ran.
+ */
 export async function validateTerraform(
   files: Record<string, string>,
   opts: { terraformBin?: string; timeoutMs?: number } = {},
 ): Promise<TerraformValidation> {
-  const diagnostics = await staticValidate(files);
+  const { diagnostics, parsed } = await parseAndCheck(files);
+  const parses = !diagnostics.some((x) => x.check === 'hcl-parse');
+  const sc = parses
+    ? schemaCheck(parsed)
+    : { ran: false, reason: 'skipped: HCL does not parse', checked: 0, diagnostics: [] };
+  const schema: TerraformValidation['schemaCheck'] = {
+    status: !sc.ran ? 'not_run' : sc.diagnostics.length ? 'failed' : 'passed',
+    ...(sc.provider ? { provider: sc.provider } : {}),
+    ...(sc.reason ? { reason: sc.reason } : {}),
+    checked: sc.checked,
+    errors: sc.diagnostics.length,
+  };
   // Terraform on files that do not even parse adds nothing but noise and time.
-  const tf = diagnostics.some((x) => x.check === 'hcl-parse')
+  const tf = !parses
     ? { result: { ran: false, reason: 'skipped: HCL does not parse' }, diagnostics: [] }
     : await terraformValidate(files, opts.terraformBin, opts.timeoutMs);
-  const all = [...diagnostics, ...tf.diagnostics];
+  const all = [...diagnostics, ...sc.diagnostics, ...tf.diagnostics];
   const ok = !all.some((x) => x.severity === 'error') && (!tf.result.ran || tf.result.ok === true);
-  return { ok, diagnostics: all, output: formatValidation(all, tf.result), terraform: tf.result };
+  return {
+    ok,
+    diagnostics: all,
+    output: formatValidation(all, tf.result, schema),
+    terraform: tf.result,
+    schemaCheck: schema,
+    terraformValidate: terraformStatus(tf.result),
+  };
 }

@@ -1,0 +1,111 @@
+/**
+ * The AWS provider schema check (schemas/aws-provider.json.gz, hashicorp/aws from the CDKTF bindings): what it
+ * catches, what it lets through, the generator's JSON schema and the conforming of a generated resource.
+ */
+import { combineTerraform } from '../../lib/terraform/combine';
+import { awsProviderSchema, conformResource, generationSchema } from '../../lib/terraform/schema';
+import { validateTerraform } from '../../lib/terraform/validate';
+import { AWS_RESOURCE_TYPES, defaultResource } from '../../workflows/design/catalog';
+import { renderResource } from '../../workflows/design/hcl';
+import type { PlannedResource } from '../../contracts/design';
+
+jest.setTimeout(60_000);
+
+const header = 'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n';
+
+test('the committed schema is the real provider: it knows the catalog types and not invented ones', () => {
+  const schema = awsProviderSchema();
+  expect(schema).not.toBeNull();
+  expect(schema!.label).toMatch(/^hashicorp\/aws \d+\.\d+\.\d+/);
+  expect(Object.keys(schema!.resources).length).toBeGreaterThan(1000);
+  for (const type of AWS_RESOURCE_TYPES) expect(schema!.resources[type]).toBeDefined();
+  expect(schema!.resources.aws_s3_bucket_versioning!.block.attributes!.bucket!.required).toBe(true);
+  expect(schema!.resources.aws_fancy_thing).toBeUndefined();
+});
+
+test('every default body of the catalog passes the schema check', async () => {
+  const all: PlannedResource[] = AWS_RESOURCE_TYPES.map((type, i) => ({
+    id: `r${i}`,
+    type,
+    name: `n${i}`,
+    dependsOn: [],
+    requirements: '',
+  }));
+  const files = combineTerraform(
+    all.map((r) => renderResource(r, defaultResource(r, all), all)),
+    {},
+  );
+  const v = await validateTerraform(files, { terraformBin: undefined });
+  expect(v.diagnostics.filter((d) => d.check === 'schema')).toEqual([]);
+  expect(v.schemaCheck).toMatchObject({ status: 'passed', errors: 0 });
+  expect(v.schemaCheck!.checked).toBeGreaterThanOrEqual(AWS_RESOURCE_TYPES.length);
+});
+
+test('invented arguments, wrong types, missing required blocks and unknown types are schema errors', async () => {
+  const v = await validateTerraform(
+    {
+      'main.tf':
+        header +
+        'resource "aws_s3_bucket" "a" {\n  versioning_enabled = true\n  force_destroy = "maybe"\n  tags = ["x"]\n}\n' +
+        'resource "aws_s3_bucket_versioning" "v" {\n  bucket = aws_s3_bucket.a.id\n}\n' +
+        'resource "aws_fancy_thing" "z" {\n}\n',
+    },
+    { terraformBin: undefined },
+  );
+  const messages = v.diagnostics.filter((d) => d.check === 'schema').map((d) => d.message);
+  expect(messages).toEqual(
+    expect.arrayContaining([
+      expect.stringContaining('aws_s3_bucket.a: unsupported argument or block "versioning_enabled"'),
+      expect.stringContaining('aws_s3_bucket.a: argument "force_destroy" must be a bool'),
+      expect.stringContaining('aws_s3_bucket.a: argument "tags" must be a map'),
+      expect.stringContaining('aws_s3_bucket_versioning.v: missing required block "versioning_configuration"'),
+      expect.stringContaining('resource type "aws_fancy_thing" does not exist'),
+    ]),
+  );
+  expect(messages).toHaveLength(5);
+  expect(v.ok).toBe(false);
+  expect(v.schemaCheck).toMatchObject({ status: 'failed', errors: 5 });
+  // No binary: terraform validate did not run, and says so.
+  expect(v.terraformValidate).toBe('not_run');
+  expect(v.output).toContain('terraform validate not run');
+});
+
+test('expressions and meta-arguments are not schema errors', async () => {
+  const v = await validateTerraform(
+    {
+      'main.tf':
+        header +
+        'variable "on" {\n  type = bool\n}\n' +
+        'resource "aws_s3_bucket" "a" {\n  bucket = "x"\n  force_destroy = var.on\n  count = 1\n' +
+        '  lifecycle {\n    prevent_destroy = false\n  }\n}\n',
+    },
+    { terraformBin: undefined },
+  );
+  expect(v.diagnostics).toEqual([]);
+  expect(v.schemaCheck?.status).toBe('passed');
+});
+
+test('generationSchema constrains attributes to the resource’s own arguments, required ones required', () => {
+  const js = generationSchema('aws_s3_bucket_versioning') as {
+    properties: {
+      attributes: { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
+    };
+  };
+  expect(js.properties.attributes.additionalProperties).toBe(false);
+  expect(js.properties.attributes.required).toEqual(['bucket']);
+  expect(Object.keys(js.properties.attributes.properties)).not.toContain('id');
+  expect(generationSchema('aws_fancy_thing')).toBeUndefined();
+});
+
+test('conformResource drops what the schema does not know and fills required parts from the fallback', () => {
+  const out = conformResource(
+    'aws_s3_bucket_versioning',
+    { attributes: { bucket: 'aws_s3_bucket.a.id', versioning: 'on' }, blocks: [{ type: 'nope', attributes: {} }] },
+    { attributes: {}, blocks: [{ type: 'versioning_configuration', attributes: { status: 'Enabled' } }] },
+  );
+  expect(out.known).toBe(true);
+  expect(out.resource.attributes).toEqual({ bucket: 'aws_s3_bucket.a.id' });
+  expect(out.resource.blocks).toEqual([{ type: 'versioning_configuration', attributes: { status: 'Enabled' } }]);
+  expect(out.dropped).toEqual(['versioning: unsupported argument', 'nope: unsupported block']);
+  expect(out.filled).toEqual(['versioning_configuration']);
+});
