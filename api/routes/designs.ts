@@ -1,7 +1,8 @@
 /**
  * Infrastructure designs: `POST /designs` starts a design workflow (the v2 graph, or v1) and answers 202;
- * the status comes from the workflow's `designStatus` query; answers go through a Workflow Update so they
- * are validated and acknowledged synchronously (409 when nothing waits); `POST /designs/:id/cancel` cancels
+ * the status comes from the workflow's `designStatus` query; answers are a signal with an answerId (202 at once,
+ * durable while no worker runs, applied once per id), or with `?wait=true` a Workflow Update that validates and
+ * acknowledges them synchronously (409 when nothing waits); `POST /designs/:id/cancel` cancels
  * the workflow (running llm activities learn it from their heartbeats); files stream from S3.
  */
 import { randomUUID } from 'node:crypto';
@@ -11,6 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
 import { requireModel } from '../model-check';
+import { idempotencyKeyOf, idempotentId } from '../idempotency';
 
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
@@ -19,7 +21,12 @@ import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiUrl
 import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
-import { designMessageSignal, designStatusQuery, submitDesignAnswersUpdate } from '../../contracts/definitions';
+import {
+  designAnswersSignal,
+  designMessageSignal,
+  designStatusQuery,
+  submitDesignAnswersUpdate,
+} from '../../contracts/definitions';
 import { designFileKey, type DesignResult, type InfraDesignInput } from '../../contracts/design';
 import { SearchAttributeKey } from '../../common/search-attributes';
 
@@ -63,6 +70,14 @@ const AnswersSchema = z
       .refine((a) => Object.keys(a).length > 0, 'give at least one answer'),
   })
   .strict();
+const AnswersQuerySchema = z
+  .object({
+    wait: z
+      .enum(['true', 'false'])
+      .optional()
+      .transform((w) => w === 'true'),
+  })
+  .strict();
 const MessageSchema = z.object({ message: z.string().trim().min(1).max(MAX_DESIGN_REQUEST_CHARS) }).strict();
 
 /** Phases of a design that has finished and only waits for follow-up messages: nothing to cancel. */
@@ -89,12 +104,17 @@ registerRoute({
 registerRoute({
   method: 'post',
   path: '/designs/:id/answers',
-  summary: 'Answer the pending questions (validated and acknowledged synchronously)',
+  summary:
+    'Answer the pending questions: recorded at once (202, applied when a worker runs the design, once per ' +
+    'Idempotency-Key); `?wait=true` validates and applies them synchronously (200)',
   params: IdParamsSchema,
+  query: AnswersQuerySchema,
   body: AnswersSchema,
+  headers: { 'Idempotency-Key': 'The same key (per tenant) is applied once, however often the answers are sent' },
   responses: {
-    200: 'Accepted',
-    400: 'Unknown question id or empty answer',
+    200: '`?wait=true`: applied (`{id, accepted, round, answerId}`)',
+    202: 'Recorded: `{id, answerId, status: "accepted", statusUrl}`; GET /designs/:id lists it in answersApplied',
+    400: 'An empty answers object, a malformed question id or answer; with `?wait=true` an unknown question id',
     404: 'No such design',
     409: 'The design is not waiting for answers',
   },
@@ -229,12 +249,28 @@ export function designsRouter(deps: ApiDeps): Router {
 
   router.post('/designs/:id/answers', async (req, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
+    const { wait } = parse(AnswersQuerySchema, req.query, 'query');
     const body = parse(AnswersSchema, req.body, 'body');
+    const answerId = idempotentId('answer', tenantOf(req), idempotencyKeyOf(req));
     const { handle, desc } = await owned(req, id);
     assertRunning(desc, (closed) => `design ${id} is not waiting for answers (it has ${closed})`);
-    // The update's validator rejects (409/400 via the error middleware) before anything enters the history.
-    const ack = await handle.executeUpdate(submitDesignAnswersUpdate, { args: [body] });
-    res.json({ id, ...ack });
+    if (wait) {
+      // The update's validator rejects (409/400 via the error middleware) before anything enters the history;
+      // the answerId as the update id makes a retried request the same update. Needs a running worker.
+      const ack = await handle.executeUpdate(submitDesignAnswersUpdate, {
+        args: [{ ...body, answerId }],
+        updateId: answerId,
+      });
+      res.json({ id, ...ack });
+      return;
+    }
+    // Durable without a worker: the search attribute the workflow set when it began waiting, then a signal
+    // (recorded by the server at once; the workflow applies it when a worker runs it, once per answerId).
+    if (desc.typedSearchAttributes.get(SearchAttributeKey.WaitingForInput) === false) {
+      throw new HttpError(409, 'conflict', `design ${id} is not waiting for answers`);
+    }
+    await handle.signal(designAnswersSignal, { ...body, answerId });
+    res.status(202).json({ id, answerId, status: 'accepted', statusUrl: `${config.API_PUBLIC_URL}/designs/${id}` });
   });
 
   router.post('/designs/:id/messages', async (req, res) => {

@@ -90,7 +90,7 @@ async function settle(id: string): Promise<Record<string, any>> {
       const answers = Object.fromEntries(
         (body.questions as { id: string }[]).map((q) => [q.id, 'use a sensible default']),
       );
-      const ack = await request(app).post(`/designs/${id}/answers`).set(auth()).send({ answers });
+      const ack = await request(app).post(`/designs/${id}/answers?wait=true`).set(auth()).send({ answers });
       // 409: the round timed out or was answered between the GET and this POST.
       expect([200, 409]).toContain(ack.status);
     }

@@ -213,15 +213,23 @@ describe('POST /designs with graph "v1"', () => {
     const waiting = await pollUntil(id, (b) => b.phase === 'waiting_for_answers' && b.questions.length > 0, seen);
     expect(waiting).toMatchObject({ status: 'running', graph: 'v1', revision: 1 });
     const questionId = waiting.questions[0].id as string;
-    const ack = await request(app)
-      .post(`/designs/${id}/answers`)
-      .set(auth())
-      .send({ answers: { [questionId]: 'eu-west-1' } });
-    expect(ack.status).toBe(200);
-    expect(ack.body).toMatchObject({ id, accepted: [questionId] });
+    // Recorded at once (a signal); the same Idempotency-Key sent again is the same answer, applied once.
+    const send = () =>
+      request(app)
+        .post(`/designs/${id}/answers`)
+        .set(auth())
+        .set('Idempotency-Key', `${id}-round-1`)
+        .send({ answers: { [questionId]: 'eu-west-1' } });
+    const ack = await send();
+    expect(ack.status).toBe(202);
+    expect(ack.body).toMatchObject({ id, status: 'accepted', answerId: expect.stringMatching(/^answer-/) });
+    const again = await send();
+    expect([202, 409]).toContain(again.status); // 409 once the workflow has left the round
+    if (again.status === 202) expect(again.body.answerId).toBe(ack.body.answerId);
 
     const done = await pollUntil(id, (b) => b.phase === 'completed', seen);
     expect(done).toMatchObject({ status: 'running', graph: 'v1', questions: [] });
+    expect(done.answersApplied).toEqual([ack.body.answerId]);
     // Every scripted reply is valid: no repair, no fallback.
     expect(done.llmPaths).toEqual({ consultant: 'model', promptGenerator: 'model', engineer: 'model', lead: 'model' });
     expect(done.plan.resources.map((r: { type: string }) => r.type)).toEqual(['aws_s3_bucket']);

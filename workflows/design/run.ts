@@ -55,6 +55,10 @@ export async function runDesign<S extends object>(opts: {
   let phase: DesignPhase = 'running';
   let revision = 1;
   const followUps: string[] = [];
+  /** answerIds applied, in order (each at most once). */
+  const answersApplied: string[] = [];
+  /** The interrupt the last applied answers went to. */
+  let answeredRound: unknown;
   /** ` (fallback: plan; repaired: route)`: the Web UI's current details show which nodes did not use the model. */
   const pathsText = () => {
     const paths = opts.view(graph.snapshot().state).llmPaths;
@@ -103,25 +107,42 @@ export async function runDesign<S extends object>(opts: {
       llmPaths: v.llmPaths,
       notes: v.notes,
       steps: snap.steps.map(({ step, node, taskIndex }) => ({ step, node, taskIndex })),
+      answersApplied: [...answersApplied],
     };
   };
 
   setHandler(designStatusQuery, status);
-  setHandler(designAnswersSignal, ({ answers }) => {
+  // The API records answers as a signal even while no worker runs (a signal needs none); the same answerId
+  // delivered twice (a client's retry, a redelivery) is applied once. Answers without an id behave as before.
+  setHandler(designAnswersSignal, ({ answers, answerId }) => {
+    if (answerId !== undefined && answersApplied.includes(answerId)) return;
+    // A second answer to a round already answered (both arrived in one activation) would be dropped by the
+    // graph: it is not counted as applied either.
+    if (!graph.pendingInterrupt || graph.pendingInterrupt === answeredRound) return;
     const ids = new Set(pendingQuestions().map((q) => q.id));
     const known = Object.fromEntries(Object.entries(answers ?? {}).filter(([id]) => ids.has(id)));
-    if (Object.keys(known).length > 0) graph.resume(known);
+    if (Object.keys(known).length === 0) return;
+    graph.resume(known);
+    answeredRound = graph.pendingInterrupt;
+    if (answerId !== undefined) answersApplied.push(answerId);
   });
   setHandler(
     submitDesignAnswersUpdate,
-    ({ answers }) => {
+    ({ answers, answerId }) => {
+      if (answerId !== undefined && answersApplied.includes(answerId)) {
+        return { accepted: Object.keys(answers), round: revision, answerId, duplicate: true };
+      }
       graph.resume(answers);
-      return { accepted: Object.keys(answers), round: revision };
+      answeredRound = graph.pendingInterrupt;
+      if (answerId !== undefined) answersApplied.push(answerId);
+      return { accepted: Object.keys(answers), round: revision, ...(answerId !== undefined ? { answerId } : {}) };
     },
     {
-      validator: ({ answers }) => {
+      validator: ({ answers, answerId }) => {
+        // A retried request whose answers were already applied is acknowledged again, not rejected.
+        if (answerId !== undefined && answersApplied.includes(answerId)) return;
         const questions = pendingQuestions();
-        if (!graph.pendingInterrupt || questions.length === 0) {
+        if (!graph.pendingInterrupt || questions.length === 0 || graph.pendingInterrupt === answeredRound) {
           throw ApplicationFailure.create({
             type: ErrorType.Conflict,
             message: `design ${input.designId} is not waiting for answers (phase: ${status().phase})`,
