@@ -4,13 +4,13 @@
  * `ollama serve` per local node (two by default, each serving its own set of the cached models from its own
  * OLLAMA_MODELS dir, .ainode/ollama/<nodeId>/, linked to the shared cache); checks the Docker engine; creates the
  * bucket and tables and uploads the chat sample data; then runs the orchestrator, executor, one llm worker per
- * Ollama node and the API as child processes. Output: one prefix per process on stdout, full logs in .ainode/logs/.
+ * Ollama node and the API as child processes, each restarted with backoff when it crashes (a crash loop is
+ * reported with its log's last lines). Output: one prefix per process on stdout, full logs in .ainode/logs/.
  * Ctrl-C / SIGTERM stops what this process started (only that), once, with a timeout; a second Ctrl-C forces it.
  *
  *   npm start                      everything
  *   npm start -- --services-only   infrastructure only (benchmarks, debugging workers in an IDE)
  */
-import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type Config } from '../common/config';
@@ -41,6 +41,7 @@ import {
 import { readToolchain, ROOT, STATE_DIR, toolchainModels, type Toolchain } from './lib/toolchain';
 import { bundleWorkflows } from './bundle-workflows';
 import { seedSampleVectorStore } from './lib/sample-vector-store';
+import { SupervisedProcess } from './lib/supervise';
 
 /** Two local Ollama nodes unless OLLAMA_NODES says otherwise: the platform's pinning needs two to be seen. */
 const DEFAULT_DEV_NODES = 'node-1=http://127.0.0.1:11434,node-2=http://127.0.0.1:11435';
@@ -69,7 +70,8 @@ const rel = (file: string) => path.relative(process.cwd(), file) || file;
 
 interface App {
   name: string;
-  proc: ChildProcess;
+  /** Restarted with backoff when it crashes (scripts/lib/supervise.ts); `proc` is the current process. */
+  supervised: SupervisedProcess;
   logFile: string;
 }
 
@@ -92,9 +94,10 @@ class Supervisor {
   /** Apps first (they drain work against the services), then the services. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      const running = this.apps.filter((a) => a.proc.exitCode === null && a.proc.signalCode === null);
+      for (const a of this.apps) a.supervised.stopRestarting();
+      const running = this.apps.filter((a) => a.supervised.running);
       if (running.length) say(`stopping ${running.map((a) => a.name).join(', ')}`);
-      await Promise.all(running.map((a) => stopProcess(a.proc, APP_STOP_TIMEOUT_MS)));
+      await Promise.all(running.map((a) => stopProcess(a.supervised.proc, APP_STOP_TIMEOUT_MS)));
       if (this.services.length) say(`stopping ${this.services.map((s) => s.name).join(', ')}`);
       await Promise.all(this.services.map((s) => stopProcess(s.proc, SERVICE_STOP_TIMEOUT_MS)));
     })();
@@ -103,7 +106,8 @@ class Supervisor {
 
   /** Second Ctrl-C: no more waiting. */
   kill(): void {
-    for (const p of [...this.apps.map((a) => a.proc), ...this.services.map((s) => s.proc)]) {
+    for (const a of this.apps) a.supervised.stopRestarting();
+    for (const p of [...this.apps.map((a) => a.supervised.proc), ...this.services.map((s) => s.proc)]) {
       if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     }
   }
@@ -262,11 +266,15 @@ async function startApps(tc: Toolchain, config: Config, model: string, sup: Supe
       continue;
     }
     const logFile = path.join(LOG_DIR, `${role.name.replace(':', '-')}.log`);
-    const proc = spawnTs(role.name, role.entry, { env: { ...env, ...role.env }, logFile, echo: true });
-    sup.apps.push({ name: role.name, proc, logFile });
-    proc.once('exit', (code, signal) => {
-      if (!sup.isStopping) warn(`${role.name} exited (${signal ?? `code ${code}`}); its log: ${rel(logFile)}`);
+    // A crashed worker (or API) is started again with backoff; a crash loop is reported with its log's tail.
+    const supervised = new SupervisedProcess({
+      name: role.name,
+      start: () => spawnTs(role.name, role.entry, { env: { ...env, ...role.env }, logFile, echo: true }),
+      logFile,
+      say,
+      warn,
     });
+    sup.apps.push({ name: role.name, supervised, logFile });
   }
 }
 
@@ -337,7 +345,7 @@ async function seedSample(config: Config): Promise<void> {
 /** Waits for `/healthz`; gives up early when the API process exits (its log says why). */
 async function waitForApi(api: App, port: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && api.proc.exitCode === null && api.proc.signalCode === null) {
+  while (Date.now() < deadline && api.supervised.running) {
     if (await httpOk(`http://127.0.0.1:${port}/healthz`).catch(() => false)) return true;
     await new Promise((r) => setTimeout(r, 250));
   }
