@@ -144,6 +144,11 @@ export const ConfigSchema = z.object({
    * Every client and worker of one deployment needs the same list. `npm start` generates one (.ainode/payload-keys).
    */
   PAYLOAD_KEYS: payloadKeys,
+  /**
+   * Keys the pseudonyms that logs, workflow ids and the Web UI show instead of user ids (lib/privacy/pseudonym.ts).
+   * Changing it changes every per-user workflow id: set it once per deployment.
+   */
+  USER_PSEUDONYM_SECRET: z.string().min(16).default('dev-pseudonym-secret'),
   /** The gRPC recommendation service (proto/recommendation.proto), served by the API process on API_HOST. */
   GRPC_PORT: int(50051),
 

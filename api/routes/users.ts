@@ -1,6 +1,6 @@
 /**
  * Per-user, durable recommendations. `POST /users/:userId/browsing-events` hands one browsing event (or a small
- * batch) to the user's userRecommendationWorkflow (`user-rec-<tenant>/<userId>`, started on the first event by
+ * batch) to the user's userRecommendationWorkflow (`user-rec-<tenant>/<pseudonym>`, started on the first event by
  * signalWithStart); the workflow refreshes the user's recommendation when the interests shift (debounced).
  * `GET /users/:userId/recommendations` answers the latest with when and why (its query), `pending` before the
  * first refresh, 404 for an unknown user or another tenant's (the memo's tenant).
@@ -24,12 +24,16 @@ import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
 import { callerOf } from '../v1/completions';
 import { RECOMMEND_SOURCE } from './recommendations';
+import { pseudonymizeUserId } from '../../lib/privacy/pseudonym';
 
 const USER_ID = /^[A-Za-z0-9._@:-]{1,128}$/;
 
-/** `user-rec-<tenant>/<userId>`: user ids have no `/` and the tenant is URI-encoded, so no two pairs share an id. */
-export const userRecommendationWorkflowId = (tenant: string, userId: string) =>
-  `user-rec-${encodeURIComponent(tenant)}/${userId}`;
+/**
+ * `user-rec-<tenant>/<pseudonym>`: the tenant is URI-encoded and pseudonyms have no `/`, so no two pairs share an id;
+ * the user id itself never reaches Temporal's visibility, the Web UI or the server's logs (lib/privacy/pseudonym.ts).
+ */
+export const userRecommendationWorkflowId = (secret: string, tenant: string, userId: string) =>
+  `user-rec-${encodeURIComponent(tenant)}/${pseudonymizeUserId(secret, userId)}`;
 
 function validUserId(raw: string): string {
   if (!USER_ID.test(raw)) {
@@ -86,7 +90,7 @@ export function usersRouter(deps: ApiDeps): Router {
       source: RECOMMEND_SOURCE,
       quietMs: config.USER_REC_QUIET_MS,
     };
-    const workflowId = userRecommendationWorkflowId(caller.tenantId, userId);
+    const workflowId = userRecommendationWorkflowId(config.USER_PSEUDONYM_SECRET, caller.tenantId, userId);
     await temporal.workflow.signalWithStart<typeof userRecommendationWorkflow, [BrowsingEventsSignal]>(
       'userRecommendationWorkflow',
       {
@@ -111,7 +115,7 @@ export function usersRouter(deps: ApiDeps): Router {
     const userId = validUserId(String(req.params.userId));
     const tenant = tenantOf(req);
     const handle = deps.temporal.workflow.getHandle<typeof userRecommendationWorkflow>(
-      userRecommendationWorkflowId(tenant, userId),
+      userRecommendationWorkflowId(deps.config.USER_PSEUDONYM_SECRET, tenant, userId),
     );
     const desc = await handle.describe().catch(() => undefined);
     if (!desc || desc.memo?.tenant !== tenant) throw new HttpError(404, 'not_found', `No user ${userId}`);

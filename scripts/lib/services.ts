@@ -125,7 +125,15 @@ export function readDevServerFlags(): string[] {
 /** Temporal dev server (+ Web UI on uiPort) with our search attributes and dynamic config. */
 export async function startTemporal(
   tc: Toolchain,
-  opts: { port: number; uiPort: number; dbFile?: string; logFile: string; echo?: boolean },
+  opts: {
+    port: number;
+    uiPort: number;
+    dbFile?: string;
+    logFile: string;
+    echo?: boolean;
+    /** The API's payload codec endpoint, so the Web UI shows encrypted payloads (api/routes/codec.ts). */
+    uiCodecEndpoint?: string;
+  },
 ): Promise<Service> {
   const args = [
     'server',
@@ -140,6 +148,7 @@ export async function startTemporal(
   args.push('--log-level', 'warn', '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
   args.push(...readDevServerFlags());
   if (opts.dbFile) args.push('--db-filename', opts.dbFile);
+  if (opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   for (const [name, type] of Object.entries(readSearchAttributes())) args.push('--search-attribute', `${name}=${type}`);
   const proc = spawnService('temporal', tc.temporal, args, { logFile: opts.logFile, echo: opts.echo });
   await waitFor('Temporal dev server', () => isPortOpen(opts.port), 60_000);

@@ -182,7 +182,9 @@ describe('per-user recommendations', () => {
     expect(second.reason).toContain('+tokio');
     expect(second.topics).toEqual(expect.arrayContaining(['rust', 'tokio']));
 
-    const handle = env.client.workflow.getHandle(userRecommendationWorkflowId('tenant-a', 'u1'));
+    const handle = env.client.workflow.getHandle(
+      userRecommendationWorkflowId(config.USER_PSEUDONYM_SECRET, 'tenant-a', 'u1'),
+    );
     expect((await handle.describe()).memo?.tenant).toBe('tenant-a');
     await recordHistory('user-recommendation', handle);
   });
