@@ -8,7 +8,7 @@ import { defineUpdate } from '@temporalio/workflow';
 import type { ChatInboundMessage, ChatStatus } from './chat';
 import type { PromptStatus } from './prompt';
 import type { GraphSnapshot } from './graph';
-import type { DesignAnswers, DesignAnswersAck, DesignFollowUp, DesignStatus } from './design';
+import type { DesignAnswers, DesignAnswersAck, DesignEventsPage, DesignFollowUp, DesignStatus } from './design';
 import type { JobLiveStatus, LlmCallReply, LlmCallRequest } from './jobs';
 import type { BrowsingEventsSignal, UserRecommendationStatus } from './user-recommendation';
 
@@ -33,6 +33,8 @@ export const graphResumeUpdate = defineUpdate<{ node: string }, [unknown]>('grap
 // ---------------------------------------------------------------- infraDesignWorkflow / infraDesignV1Workflow
 /** Phase, node, pending questions, plan, files, validation and usage of a design. */
 export const designStatusQuery = defineQuery<DesignStatus>('designStatus');
+/** The design's progress events after `after` (GET /designs/:id/events). */
+export const designEventsQuery = defineQuery<DesignEventsPage, [{ after: number }]>('designEvents');
 /** Answers to the pending questions, fire-and-forget (unknown question ids are ignored). */
 export const designAnswersSignal = defineSignal<[DesignAnswers]>('designAnswers');
 /** Answers, validated and acknowledged synchronously: rejected when the design does not wait or an id is unknown. */

@@ -139,7 +139,19 @@ export interface DesignStatus {
   plan?: DesignPlan;
   files: DesignFileRef[];
   validation?: TerraformValidation;
+  /** The check against the AWS provider schema: passed | failed | not_run. */
+  schemaCheck: CheckStatus;
+  /** `terraform validate`: passed | failed | not_run (not_run where no binary or providers are present). */
+  terraformValidate: CheckStatus;
+  /**
+   * True only when `terraform validate` ran and passed (before the schema check existed this reflected static
+   * checks alone; a check that did not run never makes a design "validated").
+   */
   terraformValidated: boolean;
+  /** Mermaid flowchart of the resources and their dependencies ('' before a plan exists). */
+  diagram: string;
+  /** Every committed revision (designs started before revisions were committed: none). */
+  revisions: DesignRevision[];
   reply?: string;
   usage: LlmUsage;
   llmCalls: number;
@@ -156,6 +168,62 @@ export interface DesignStatus {
 }
 
 export type DesignResult = Omit<DesignStatus, 'steps' | 'questions'> & { steps: number };
+
+/** One revision of a design, committed to the design's git repository (under the state dir, bundled in S3). */
+export interface DesignRevision {
+  revision: number;
+  /** The commit's sha. */
+  commit: string;
+  /** `revision N: <request or change request>`. */
+  message: string;
+  files: string[];
+  /** Lines added and removed against the previous revision (all lines for the first). */
+  added: number;
+  removed: number;
+  /** `git diff` against the previous revision (cut at DESIGN_DIFF_MAX_CHARS). */
+  diff: string;
+}
+
+/** Longest diff kept in a revision's record. */
+export const DESIGN_DIFF_MAX_CHARS = 20_000;
+
+/** S3 key of a design's git repository (a `git bundle` of every revision). */
+export function designRepoKey(designId: string): string {
+  return `designs/${designId}/repo.bundle`;
+}
+
+/**
+ * One progress event of a design (`GET /designs/:id/events`); `seq` numbers them from 1 for the whole run
+ * (every revision), and is the SSE id a client resumes from with Last-Event-ID.
+ */
+export type DesignEvent = { seq: number; revision: number } & (
+  | { type: 'node_start'; node: string; resource?: string }
+  | { type: 'node_end'; node: string; resource?: string }
+  | { type: 'questions'; questions: DesignQuestion[] }
+  | { type: 'plan'; plan: DesignPlan }
+  | { type: 'resource'; resource: string; address: string; path: LlmPath | 'default'; hcl: string; dropped: string[] }
+  | {
+      type: 'validation';
+      ok: boolean;
+      schemaCheck: CheckStatus;
+      terraformValidate: CheckStatus;
+      errors: number;
+      output: string;
+    }
+  | { type: 'files'; files: Record<string, string>; diagram: string }
+  | { type: 'revision'; record: DesignRevision }
+  | { type: 'done'; phase: DesignPhase }
+);
+
+/** What the events query answers: the events after `after`, and whether more can come. */
+export interface DesignEventsPage {
+  events: DesignEvent[];
+  /** The last seq the workflow has produced (events older than the kept window are gone). */
+  lastSeq: number;
+  /** The design is not running a revision now (completed, invalid, ended): no event comes until a follow-up. */
+  idle: boolean;
+  phase: DesignPhase;
+}
 
 /** S3 key of a design file. */
 export function designFileKey(designId: string, name: string): string {

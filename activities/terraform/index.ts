@@ -1,7 +1,11 @@
-/** Terraform activities (orchestrator queue): combine generated snippets into files, and validate them. */
+/**
+ * Terraform activities (orchestrator queue): combine generated snippets into files, validate them, and the AWS
+ * provider schema the generator works from (its JSON schema per resource type, and conforming a reply to it).
+ */
 import { combineTerraform } from '../../lib/terraform/combine';
 import { findTerraformBinary, validateTerraform } from '../../lib/terraform/validate';
-import type { TerraformValidation } from '../../contracts/design';
+import { conformResource, generationSchema } from '../../lib/terraform/schema';
+import type { GeneratedResource, TerraformValidation } from '../../contracts/design';
 
 export interface TerraformDeps {
   /** terraform/tofu binary; default: AINODE_TERRAFORM_BIN or the first on PATH. `null` never runs it. */
@@ -24,6 +28,14 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
     /** HCL parser + static checks (+ terraform validate when available). Never throws on invalid HCL. */
     async terraformValidate(input: { files: Record<string, string> }): Promise<TerraformValidation> {
       return validateTerraform(input.files, { terraformBin: bin, timeoutMs: deps.timeoutMs });
+    },
+    /** The JSON schema the generator's call for a resource of `type` is constrained by (null: type unknown). */
+    async terraformResourceSchema(input: { type: string }): Promise<Record<string, unknown> | null> {
+      return generationSchema(input.type) ?? null;
+    },
+    /** A generated resource with only what the provider schema knows; required parts from `fallback`. */
+    async terraformConform(input: { type: string; generated: GeneratedResource; fallback: GeneratedResource }) {
+      return conformResource(input.type, input.generated, input.fallback);
     },
   };
 }

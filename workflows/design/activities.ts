@@ -19,7 +19,7 @@ import {
 import type { TerraformActivities } from '../../activities/terraform';
 import type { DesignActivities } from '../../activities/design';
 import { LLM_CALL, STORAGE, TERRAFORM_VALIDATE, llmActivities } from '../policies';
-import type { InfraDesignInput, LlmPath } from '../../contracts/design';
+import type { GeneratedResource, InfraDesignInput, LlmPath } from '../../contracts/design';
 import { bySchema, parseStructured, type JsonSchema } from './schemas';
 
 /** Attempts of a structured call: an InferenceTimeout (a loop the activity could not cut) is retried once. */
@@ -182,6 +182,19 @@ export function designActivities(input: InfraDesignInput) {
       ]),
     validate: (node: string, files: Record<string, string>) =>
       tf.terraformValidate.executeWithOptions({ summary: `${node}: validate HCL` }, [{ files }]),
+    /** The generator's JSON schema for a resource type, from the provider schema (null: type unknown). */
+    resourceSchema: (type: string) =>
+      tf.terraformResourceSchema.executeWithOptions({ summary: `generate: provider schema of ${type}` }, [{ type }]),
+    /** Keeps what the provider schema knows of a generated resource; required parts from the default body. */
+    conform: (type: string, generated: GeneratedResource, fallback: GeneratedResource) =>
+      tf.terraformConform.executeWithOptions({ summary: `generate: conform ${type} to the provider schema` }, [
+        { type, generated, fallback },
+      ]),
+    /** Commits a revision's files to the design's git repository (bundled to S3); returns it with its diff. */
+    commitRevision: (revision: number, message: string, files: Record<string, string>) =>
+      store.designCommitRevision.executeWithOptions({ summary: `store: commit revision ${revision}` }, [
+        { designId: input.designId, revision, message, files },
+      ]),
     storeFiles: (files: Record<string, string>) =>
       store.designStoreFiles.executeWithOptions({ summary: 'store: files to S3' }, [
         { designId: input.designId, files },

@@ -10,8 +10,10 @@ import { ApplicationFailure, log } from '@temporalio/workflow';
 import { ErrorType } from '../../common/errors';
 import type { ChatMessage } from '../../contracts/llm';
 import type {
+  CheckStatus,
   DesignFileRef,
   DesignPhase,
+  DesignRevision,
   DesignPlan,
   DesignQuestion,
   InfraDesignInput,
@@ -22,6 +24,7 @@ import type {
 import { channels, StateGraph, type Channels, type CompiledGraph, type NodeFn, type PendingInterrupt } from '../graph';
 import { addTally, emptyTally, type DesignActs, type StructuredOutcome, type UsageTally } from './activities';
 import { keywordRequirements } from './fallback';
+import { designDiagram } from './diagram';
 import { questionsText } from './prompts';
 import { GATHER_SCHEMA } from './schemas';
 import { DESIGN_DEFAULTS } from './settings';
@@ -43,6 +46,14 @@ export interface DesignBase {
   llmPaths: Record<string, LlmPath>;
   /** Repairs and fallbacks, one line each. */
   notes: string[];
+  /** The revisions committed to the design's git repository (designs started before DESIGN_SCHEMA_PATCH: none). */
+  revisions: DesignRevision[];
+}
+
+/** Sees every node run start and end (the progress events of `runDesign`); no commands, replay-safe. */
+export interface NodeTracker {
+  start(node: string, state: DesignBase & { current?: string }): void;
+  end(node: string, state: DesignBase & { current?: string }, update: Partial<DesignBase> | void): void;
 }
 
 /** What a design graph is built from: the input, and the hooks `runDesign` passes. */
@@ -52,6 +63,14 @@ export interface DesignGraphOptions {
   onStep?: (node: string | undefined) => void;
   /** false: the node code of designs started before DESIGN_STRUCTURED_PATCH (default true). */
   structured?: boolean;
+  /**
+   * DESIGN_SCHEMA_PATCH: the generator works from the provider schema, a revision starts from the previous
+   * files, and every revision is committed to git (default false: designs started before it replay unchanged).
+   */
+  providerSchema?: boolean;
+  /** The revision being run (1, then one more per follow-up) and what asked for it. */
+  revision?: () => { revision: number; message: string };
+  track?: NodeTracker;
 }
 
 /** A node that calls the model; each has a current and a pre-patch (legacy.ts) implementation. */
@@ -66,6 +85,7 @@ export function designGraph<S extends DesignBase, K extends string>(
   structured: boolean,
   nodes: Record<K, DesignNode<S>>,
   legacy: Record<K, DesignNode<S>>,
+  track?: NodeTracker,
 ): StateGraph<S> {
   const base: Channels<DesignBase> = {
     messages: channels.append<ChatMessage>(),
@@ -80,8 +100,20 @@ export function designGraph<S extends DesignBase, K extends string>(
     tally: channels.reduce(emptyTally, addTally),
     llmPaths: channels.merge<LlmPath>(),
     notes: channels.append<string>(),
+    revisions: channels.append<DesignRevision>(),
   };
   const graph = new StateGraph<S>({ ...base, ...own } as Channels<S>);
+  if (track) {
+    // Every node, added here or by the caller, reports its start and end to the tracker.
+    const add = graph.addNode.bind(graph);
+    graph.addNode = (name, fn) =>
+      add(name, async (s, ctx) => {
+        track.start(name, s);
+        const update = await fn(s, ctx);
+        track.end(name, s, update as Partial<DesignBase> | void);
+        return update;
+      });
+  }
   for (const name of Object.keys(nodes) as K[]) graph.addNode(name, structured ? nodes[name] : legacy[name]);
   return graph;
 }
@@ -261,6 +293,22 @@ export function forRevision<S extends DesignBase>(s: S, reset: Partial<S>): S {
   return { ...s, gatherDone: false, questions: [], questionRound: 0, ...reset, llmPaths: {}, notes: [] };
 }
 
+const checkOf = (c: CheckStatus | undefined): CheckStatus => c ?? 'not_run';
+
+/**
+ * Commits the stored files as the next revision (DESIGN_SCHEMA_PATCH); nothing before it. The revision record
+ * (commit, diff) joins the state's `revisions`.
+ */
+export async function commitRevision(
+  acts: DesignActs,
+  options: DesignGraphOptions,
+  files: Record<string, string>,
+): Promise<Pick<DesignBase, 'revisions'> | Record<string, never>> {
+  if (!options.providerSchema || !options.revision) return {};
+  const { revision, message } = options.revision();
+  return { revisions: [await acts.commitRevision(revision, message, files)] };
+}
+
 /** The view of a design state for the status query and the result. */
 export function designView(
   s: DesignBase,
@@ -274,7 +322,13 @@ export function designView(
     plan,
     files: s.fileRefs,
     validation: s.validation ?? undefined,
-    terraformValidated: Boolean(s.validation?.ok) && s.fileRefs.length > 0,
+    schemaCheck: s.fileRefs.length ? checkOf(s.validation?.schemaCheck?.status) : 'not_run',
+    terraformValidate: s.fileRefs.length ? checkOf(s.validation?.terraformValidate) : 'not_run',
+    // Only a terraform validate that ran and passed makes a design validated (static checks alone never do).
+    terraformValidated:
+      s.fileRefs.length > 0 && s.validation?.terraform.ran === true && s.validation.terraform.ok === true,
+    diagram: designDiagram(plan?.resources ?? s.resources),
+    revisions: s.revisions ?? [],
     reply,
     usage: s.tally.usage,
     llmCalls: s.tally.calls,

@@ -16,6 +16,7 @@ export const AWS_RESOURCE_TYPES = [
   'aws_s3_bucket_website_configuration',
   'aws_s3_bucket_policy',
   'aws_cloudfront_origin_access_control',
+  'aws_cloudfront_cache_policy',
   'aws_cloudfront_distribution',
   'aws_route53_zone',
   'aws_route53_record',
@@ -214,6 +215,22 @@ const DEFAULTS: Record<AwsResourceType, (c: Ctx) => GeneratedResource> = {
       signing_behavior: 'always',
       signing_protocol: 'sigv4',
     },
+  }),
+  aws_cloudfront_cache_policy: (c) => ({
+    attributes: {
+      name: slug(c.r.name, 64),
+      comment: `Cache policy for ${c.r.name}`,
+      default_ttl: 3600,
+      max_ttl: 86400,
+      min_ttl: 0,
+    },
+    blocks: [
+      block('parameters_in_cache_key_and_forwarded_to_origin', { enable_accept_encoding_gzip: true }, [
+        block('cookies_config', { cookie_behavior: 'none' }),
+        block('headers_config', { header_behavior: 'none' }),
+        block('query_strings_config', { query_string_behavior: 'none' }),
+      ]),
+    ],
   }),
   aws_cloudfront_distribution: (c) => {
     const bucket = c.dep('aws_s3_bucket');

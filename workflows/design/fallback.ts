@@ -266,6 +266,7 @@ export function repairPlanGraph(resources: PlannedResource[]): { resources: Plan
 
 /** Services a request names in so many words, and the resource type each one means. */
 const NAMED_TYPES: readonly [RegExp, string][] = [
+  [/\bcache\s?polic(y|ies)\b/i, 'aws_cloudfront_cache_policy'],
   [/\bcloud\s?front\b|\bcdn\b/i, 'aws_cloudfront_distribution'],
   [/\bs3\b|\bbuckets?\b/i, 'aws_s3_bucket'],
   [/\blambdas?\b/i, 'aws_lambda_function'],

@@ -17,11 +17,13 @@ import { ErrorType } from '../../common/errors';
 import { SearchAttributeKey } from '../../common/search-attributes';
 import {
   designAnswersSignal,
+  designEventsQuery,
   designMessageSignal,
   designStatusQuery,
   submitDesignAnswersUpdate,
 } from '../../contracts/definitions';
 import type {
+  DesignEvent,
   DesignGraphVersion,
   DesignPhase,
   DesignQuestion,
@@ -31,8 +33,56 @@ import type {
   LlmPath,
 } from '../../contracts/design';
 import type { CompiledGraph } from '../graph';
-import type { DesignGraphOptions } from './builder';
-import { DESIGN_DEFAULTS, DESIGN_STRUCTURED_PATCH } from './settings';
+import type { DesignBase, DesignGraphOptions, NodeTracker } from './builder';
+import { designDiagram } from './diagram';
+import { DESIGN_DEFAULTS, DESIGN_SCHEMA_PATCH, DESIGN_STRUCTURED_PATCH } from './settings';
+
+/** Progress events a design keeps for readers that resume (older ones are dropped). */
+const MAX_EVENTS = 1000;
+
+type EventBody = DesignEvent extends infer E ? (E extends DesignEvent ? Omit<E, 'seq' | 'revision'> : never) : never;
+
+/**
+ * The progress events of node starts and ends: questions asked, the plan, each generated resource, each
+ * validation, the stored files (with the diagram) and the committed revision, derived from the node's update.
+ */
+function nodeEvents(node: string, s: DesignBase & { current?: string }, u: Partial<DesignBase> | void): EventBody[] {
+  const out: EventBody[] = [];
+  if (!u) return out;
+  if (u.questions?.length) out.push({ type: 'questions', questions: u.questions });
+  const levels = (u as { levels?: string[][] }).levels;
+  if (u.resources?.length) out.push({ type: 'plan', plan: { resources: u.resources, levels: levels ?? [] } });
+  const snippets = (u as { snippets?: Record<string, string> | string[] }).snippets;
+  if (node === 'generate' && snippets && !Array.isArray(snippets)) {
+    for (const [id, hcl] of Object.entries(snippets)) {
+      const r = s.resources.find((x) => x.id === id);
+      const dropped = (u.notes ?? []).filter((n) => n.startsWith(`generate:${id}: dropped`));
+      out.push({
+        type: 'resource',
+        resource: id,
+        address: r ? `${r.type}.${r.name}` : id,
+        path: u.llmPaths?.[`generate:${id}`] ?? 'default',
+        hcl,
+        dropped,
+      });
+    }
+  }
+  if (u.validation) {
+    out.push({
+      type: 'validation',
+      ok: u.validation.ok,
+      schemaCheck: u.validation.schemaCheck?.status ?? 'not_run',
+      terraformValidate: u.validation.terraformValidate ?? 'not_run',
+      errors: u.validation.diagnostics.filter((d) => d.severity === 'error').length,
+      output: u.validation.output,
+    });
+  }
+  if (u.fileRefs?.length && u.files) {
+    out.push({ type: 'files', files: u.files, diagram: designDiagram(s.resources) });
+  }
+  for (const record of u.revisions ?? []) out.push({ type: 'revision', record });
+  return out;
+}
 
 /**
  * Runs one design graph with the handlers every design workflow shares: status query, answers (signal and
@@ -41,7 +91,9 @@ import { DESIGN_DEFAULTS, DESIGN_STRUCTURED_PATCH } from './settings';
 export async function runDesign<S extends object>(opts: {
   input: InfraDesignInput;
   version: DesignGraphVersion;
-  build: (hooks: Pick<DesignGraphOptions, 'onInterrupt' | 'onStep' | 'structured'>) => CompiledGraph<S>;
+  build: (
+    hooks: Pick<DesignGraphOptions, 'onInterrupt' | 'onStep' | 'structured' | 'providerSchema' | 'revision' | 'track'>,
+  ) => CompiledGraph<S>;
   initial: Partial<S>;
   /** Where a follow-up restarts, and the update that carries the message. */
   revise: (final: S, message: string) => { startAt: string; state: S; input: Partial<S> };
@@ -52,9 +104,26 @@ export async function runDesign<S extends object>(opts: {
   const { input } = opts;
   // Decided once, at the start: a design keeps the node code it started with for its whole run.
   const structured = patched(DESIGN_STRUCTURED_PATCH);
+  const providerSchema = patched(DESIGN_SCHEMA_PATCH);
   let phase: DesignPhase = 'running';
   let revision = 1;
+  let revisionMessage = input.request;
   const followUps: string[] = [];
+  /** Progress events (no commands: a query reads them), numbered across revisions. */
+  const events: DesignEvent[] = [];
+  let lastSeq = 0;
+  const emit = (e: EventBody) => {
+    events.push({ ...e, seq: ++lastSeq, revision } as DesignEvent);
+    if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
+  };
+  const track: NodeTracker = {
+    start: (node, s) =>
+      emit({ type: 'node_start', node, ...(node === 'generate' && s.current ? { resource: s.current } : {}) }),
+    end: (node, s, u) => {
+      for (const e of nodeEvents(node, s, u)) emit(e);
+      emit({ type: 'node_end', node, ...(node === 'generate' && s.current ? { resource: s.current } : {}) });
+    },
+  };
   /** answerIds applied, in order (each at most once). */
   const answersApplied: string[] = [];
   /** The interrupt the last applied answers went to. */
@@ -73,6 +142,9 @@ export async function runDesign<S extends object>(opts: {
   };
   const graph = opts.build({
     structured,
+    providerSchema,
+    revision: () => ({ revision, message: revisionMessage }),
+    track,
     onInterrupt: (pending) => {
       upsertSearchAttributes([{ key: SearchAttributeKey.WaitingForInput, value: Boolean(pending) }]);
       const n = Array.isArray(pending?.request) ? pending.request.length : 0;
@@ -100,7 +172,11 @@ export async function runDesign<S extends object>(opts: {
       plan: v.plan,
       files: v.files,
       validation: v.validation,
+      schemaCheck: v.schemaCheck,
+      terraformValidate: v.terraformValidate,
       terraformValidated: v.terraformValidated,
+      diagram: v.diagram,
+      revisions: v.revisions,
       reply: v.reply,
       usage: v.usage,
       llmCalls: v.llmCalls,
@@ -112,6 +188,15 @@ export async function runDesign<S extends object>(opts: {
   };
 
   setHandler(designStatusQuery, status);
+  setHandler(designEventsQuery, ({ after }) => {
+    const current = status().phase;
+    return {
+      events: events.filter((e) => e.seq > (Number(after) || 0)),
+      lastSeq,
+      idle: current !== 'running' && current !== 'waiting_for_answers',
+      phase: current,
+    };
+  });
   // The API records answers as a signal even while no worker runs (a signal needs none); the same answerId
   // delivered twice (a client's retry, a redelivery) is applied once. Answers without an id behave as before.
   setHandler(designAnswersSignal, ({ answers, answerId }) => {
@@ -179,6 +264,7 @@ export async function runDesign<S extends object>(opts: {
 
   let final = await graph.invoke(opts.initial);
   phase = opts.view(final).outcome;
+  emit({ type: 'done', phase });
   const followUpWindow = input.followUpWindow ?? DESIGN_DEFAULTS.followUpWindow;
   for (;;) {
     try {
@@ -188,11 +274,14 @@ export async function runDesign<S extends object>(opts: {
       if (isCancellation(err)) break;
       throw err;
     }
-    const next = opts.revise(final, followUps.shift()!);
+    const message = followUps.shift()!;
+    const next = opts.revise(final, message);
     revision++;
+    revisionMessage = message;
     phase = 'running';
     final = await graph.invoke(next.input, { startAt: next.startAt, state: next.state });
     phase = opts.view(final).outcome;
+    emit({ type: 'done', phase });
   }
   setCurrentDetails(`Finished (${phase}), revision ${revision}${pathsText()}`);
   const { steps, questions: _q, ...rest } = status();

@@ -24,3 +24,8 @@ export const DESIGN_ROUTE_WORDS_PATCH = 'design-route-words';
 export const DESIGN_PLAN_COVERAGE_PATCH = 'design-plan-coverage';
 /** Patch id: questions from REQUIREMENT_QUESTIONS, requirements the user's words state take precedence. */
 export const DESIGN_QUESTIONS_PATCH = 'design-question-templates';
+/**
+ * Patch id: the generator works from the AWS provider schema (its JSON schema per resource type, the reply
+ * conformed to it), a follow-up revision starts from the previous files, and each revision is committed to git.
+ */
+export const DESIGN_SCHEMA_PATCH = 'design-provider-schema';

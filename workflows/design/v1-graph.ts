@@ -11,6 +11,7 @@ import {
   askedQuestions,
   askNode,
   combineNode,
+  commitRevision,
   compileDesign,
   designGraph,
   designView,
@@ -114,14 +115,17 @@ export function buildV1Graph(options: DesignGraphOptions): CompiledGraph<V1State
     },
   };
 
-  const graph = designGraph(v1Channels(), structured, nodes, legacyV1Nodes(acts, maxRounds))
+  const graph = designGraph(v1Channels(), structured, nodes, legacyV1Nodes(acts, maxRounds), options.track)
     .addNode('ask', askNode<V1State>(input, '(use a default)'))
     .addNode(
       'combine',
       combineNode<V1State>(acts, (s) => s.snippets),
     )
     .addNode('validate', async (s) => ({ validation: await acts.validate('validate', s.files) }))
-    .addNode('store', async (s) => ({ fileRefs: await acts.storeFiles(s.files) }))
+    .addNode('store', async (s) => ({
+      fileRefs: await acts.storeFiles(s.files),
+      ...(await commitRevision(acts, options, s.files)),
+    }))
     .addEdge(START, 'consultant')
     .addConditionalEdges('consultant', (s) => (s.gatherDone ? 'promptGenerator' : 'ask'))
     .addConditionalEdges('ask', (s) => (s.gatherDone ? 'promptGenerator' : 'consultant'))

@@ -12,6 +12,7 @@ import { designActivities } from './activities';
 import {
   askNode,
   combineNode,
+  commitRevision,
   compileDesign,
   designGraph,
   designView,
@@ -129,6 +130,43 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
   const sendLevel = (s: DesignState, i: number) =>
     (s.levels[i] ?? []).map((id) => new Send<DesignState>('generate', { current: id }));
 
+  /**
+   * DESIGN_SCHEMA_PATCH: the model fills the resource's own arguments under a JSON schema built from the
+   * provider schema; what the schema does not know is dropped (and noted), what it requires and the reply lacks
+   * comes from the default body; the default body's outputs and variables go with it.
+   */
+  const generateFromSchema = async (s: DesignState, r: PlannedResource): Promise<Partial<DesignState>> => {
+    const schema = await acts.resourceSchema(r.type);
+    const out = await acts.structured<GeneratedResource>({
+      node: 'generate',
+      what: `${r.id} (${r.type}.${r.name})`,
+      kind: 'design.generate',
+      messages: generateMessages(r, s),
+      schema: schema ?? RESOURCE_SCHEMA,
+    });
+    const fallback = defaultResource(r, s.resources);
+    const conformed = out.value ? await acts.conform(r.type, out.value, fallback) : undefined;
+    const gen: GeneratedResource = conformed
+      ? { ...conformed.resource, outputs: fallback.outputs, extra: fallback.extra }
+      : fallback;
+    const extra = conformed?.dropped.length
+      ? [`generate:${r.id}: dropped ${conformed.dropped.join('; ')} (not in the provider schema)`.slice(0, 400)]
+      : [];
+    return {
+      snippets: { [r.id]: renderResource(r, gen, s.resources) },
+      levelIndex: s.levels.findIndex((l) => l.includes(r.id)),
+      ...recordCall(`generate:${r.id}`, out, `default body of ${r.type}`, extra),
+    };
+  };
+  /** DESIGN_SCHEMA_PATCH: the first level from `from` with a resource still to generate, or combine. */
+  const sendWork = (s: DesignState, from: number) => {
+    for (let i = from; i < s.levels.length; i++) {
+      const todo = (s.levels[i] ?? []).filter((id) => !s.snippets[id]);
+      if (todo.length) return todo.map((id) => new Send<DesignState>('generate', { current: id }));
+    }
+    return 'combine';
+  };
+
   const nodes = {
     async route(s: DesignState): Promise<Partial<DesignState>> {
       if (!s.request.trim()) return { category: 'end', reply: 'The request is empty.' };
@@ -179,7 +217,19 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         node: 'plan',
         what: 'resource plan',
         kind: 'design.plan',
-        messages: planMessages(s),
+        messages:
+          options.providerSchema && s.resources.length
+            ? [
+                ...planMessages(s),
+                {
+                  role: 'user' as const,
+                  content:
+                    'The design already has: ' +
+                    s.resources.map((r) => `${r.id} (${r.type}.${r.name})`).join(', ') +
+                    '. Plan only what the change request adds.',
+                },
+              ]
+            : planMessages(s),
         schema: PLAN_SCHEMA,
         accept: acceptPlan,
         salvage: salvagePlan,
@@ -199,6 +249,19 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         }
       }
       if (!resources) throw noUsablePlan('plan', out.problems);
+      const previous = options.providerSchema ? s.resources : [];
+      if (previous.length) {
+        // A revision starts from the previous design: its resources (and their generated code) stay; the plan
+        // adds resources of types the design does not have yet.
+        const have = new Set(previous.map((r) => r.type));
+        const ids = new Set(previous.map((r) => r.id));
+        const added = resources.filter((r) => !have.has(r.type) && !ids.has(r.id));
+        const addedIds = new Set(added.map((r) => r.id));
+        resources = [
+          ...previous,
+          ...added.map((r) => ({ ...r, dependsOn: r.dependsOn.filter((d) => ids.has(d) || addedIds.has(d)) })),
+        ];
+      }
       // Unknown dependencies and cycles need no second opinion: drop the edge, and say so.
       const repaired = repairPlanGraph(resources);
       const lv = planLevels(repaired.resources);
@@ -211,13 +274,14 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         resources: repaired.resources,
         levels: lv.levels,
         levelIndex: 0,
-        snippets: {},
+        ...(previous.length ? {} : { snippets: {} }),
         tally: out.tally,
         ...recordPath('plan', coverage ?? out, 'keyword plan from the request', repaired.notes),
       };
     },
     async generate(s: DesignState): Promise<Partial<DesignState>> {
       const r = s.resources.find((x) => x.id === s.current)!;
+      if (options.providerSchema) return generateFromSchema(s, r);
       const out = await acts.structured<GeneratedResource>({
         node: 'generate',
         what: `${r.id} (${r.type}.${r.name})`,
@@ -248,7 +312,7 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
     },
   };
 
-  const graph = designGraph(v2Channels(), structured, nodes, legacyV2Nodes(acts, maxRounds))
+  const graph = designGraph(v2Channels(), structured, nodes, legacyV2Nodes(acts, maxRounds), options.track)
     .addNode('invalid', (s) => {
       const reply = s.reply || KEYWORD_INVALID_REPLY;
       return { reply, messages: [{ role: 'assistant', content: reply }] };
@@ -274,16 +338,29 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
       // When the budget ran out, keep the version with the fewest errors rather than the last attempt.
       const chosen = s.validation?.ok || !s.best ? { files: s.files, validation: s.validation } : s.best;
       const fileRefs = await acts.storeFiles(chosen.files);
-      return { fileRefs, files: chosen.files, validation: chosen.validation };
+      return {
+        fileRefs,
+        files: chosen.files,
+        validation: chosen.validation,
+        ...(await commitRevision(acts, options, chosen.files)),
+      };
     })
     .addEdge(START, 'route')
     .addConditionalEdges('route', (s) => s.category, { infrastructure: 'gather', invalid: 'invalid', end: END })
     .addEdge('invalid', END)
     .addConditionalEdges('gather', (s) => (s.gatherDone ? 'plan' : 'ask'))
     .addConditionalEdges('ask', (s) => (s.gatherDone ? 'plan' : 'gather'))
-    .addConditionalEdges('plan', (s) => (s.planError ? 'plan' : sendLevel(s, 0)))
+    .addConditionalEdges('plan', (s) =>
+      s.planError ? 'plan' : options.providerSchema ? sendWork(s, 0) : sendLevel(s, 0),
+    )
     .addEdge('generate', 'nextLevel')
-    .addConditionalEdges('nextLevel', (s) => (s.levelIndex < s.levels.length ? sendLevel(s, s.levelIndex) : 'combine'))
+    .addConditionalEdges('nextLevel', (s) =>
+      options.providerSchema
+        ? sendWork(s, s.levelIndex)
+        : s.levelIndex < s.levels.length
+          ? sendLevel(s, s.levelIndex)
+          : 'combine',
+    )
     .addEdge('combine', 'validate')
     .addConditionalEdges('validate', (s) => (s.validation?.ok ? 'store' : s.fixIterations < maxFix ? 'fix' : 'store'))
     .addEdge('fix', 'validate')
@@ -297,7 +374,8 @@ export function stateForRevision(s: DesignState): DesignState {
     planAttempts: 0,
     planError: '',
     levelIndex: 0,
-    snippets: {},
+    // The snippets stay: a revision under DESIGN_SCHEMA_PATCH keeps the previous resources' code (before it,
+    // `plan` resets them).
     fixIterations: 0,
     best: null,
   });
