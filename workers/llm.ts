@@ -4,7 +4,8 @@
  * Why per-model queues: the worker reads the node's /api/tags and polls `ainode-llm.<model>` only for the models
  * this node serves. So Temporal never hands a call to a node that would have to pull or swap a model in, spreads a
  * model's calls over every node that has it, queues them durably while all slots are busy, and retries on another
- * node when one dies. Slots per model = OLLAMA_NUM_PARALLEL, as in Ollama.
+ * node when one dies. The node's OLLAMA_NUM_PARALLEL slots are one budget shared by all its model Workers
+ * (lib/llm/node-slots.ts: each generation holds one of the node's slots), never one budget per queue.
  * It also polls `ainode-node.<NODE_ID>` for operations on this node (health, warm-up, pull, refresh).
  *
  * The worker follows its node: it re-reads /api/tags every LLM_WORKER_REFRESH_MS, on SIGHUP and on the
@@ -26,6 +27,7 @@ import type { NodeRefresh } from '../activities/llm/node';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { llmQueue, nodeQueue, normalizeModel } from '../common/task-queues';
+import { NodeSlots } from '../lib/llm/node-slots';
 import { connectWorker, installRuntimeLogger } from './shared';
 
 type LlmWorkerConfig = Pick<
@@ -182,6 +184,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
   else logger?.info({ nodeId, models: initial }, `llm worker polls ${initial.map(llmQueue).join(', ')}`);
 
   const identity = `${nodeId}:${process.pid}@${hostname()}`;
+  const nodeSlots = new NodeSlots(config.OLLAMA_NUM_PARALLEL);
   const llm = createLlmActivities({
     ollama,
     nodeId,
@@ -189,7 +192,12 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
     callTimeoutMs: config.LLM_CALL_TIMEOUT_MS,
     numPredict: config.LLM_NUM_PREDICT,
     keepAlive: KEEP_ALIVE,
+    slots: nodeSlots,
   });
+  /**
+   * A model's Worker: up to OLLAMA_NUM_PARALLEL tasks, so one busy model can use the whole node; the generations of
+   * all of them draw on `nodeSlots`, the node's one budget (lib/llm/node-slots.ts).
+   */
   const createModelWorker = (model: string) =>
     Worker.create({
       connection,

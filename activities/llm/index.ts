@@ -13,6 +13,7 @@ import { boundNumPredict, DEFAULT_NUM_PREDICT, type LlmCallKind, type NumPredict
 import type { LlmEmbedInput, LlmEmbedResult, LlmFormat, LlmOptions, LlmResult, LlmUsage } from '../../contracts/llm';
 import { withRequestSignal } from '../../lib/llm/client';
 import { toLlmFailure } from '../../lib/llm/errors';
+import type { NodeSlots } from '../../lib/llm/node-slots';
 import { RepetitionGuard } from '../../lib/llm/repetition';
 import { openStreamSink, type StreamSink } from '../../lib/stream/sink';
 import type { LlmActivities } from '../../contracts/llm';
@@ -42,6 +43,11 @@ export interface LlmActivityDeps {
   keepAlive?: string | number;
   /** num_predict bounds per call kind (config LLM_NUM_PREDICT); every chat/generate call runs bounded. */
   numPredict?: NumPredictTable;
+  /**
+   * The node's generation slots, shared by all its model queues (lib/llm/node-slots.ts): each call holds one for
+   * the generation's duration, so a node serving several models never runs more than its parallelism at once.
+   */
+  slots?: Pick<NodeSlots, 'acquire'>;
 }
 
 /** Longest pause between heartbeats while waiting for a cold model load or the next token. */
@@ -150,7 +156,10 @@ async function guardedCall<T>(
   const signal = AbortSignal.any([ctx.cancellationSignal, timeout, ...(sink ? [sink.closed] : [])]);
   const progress: LlmProgress = { chunks: 0, chars: 0, ...bound };
   const hb = heartbeater(ctx, progress);
+  let release: (() => void) | undefined;
   try {
+    // Waits for a node slot (heartbeating, cancellable) only when the node's other models hold them all.
+    release = await deps.slots?.acquire(signal);
     return await withRequestSignal(signal, () => untilAborted(work(signal, hb.onChunk, progress), signal));
   } catch (err) {
     if (ctx.cancellationSignal.aborted) {
@@ -169,6 +178,7 @@ async function guardedCall<T>(
     await sink?.fail(failure.type ?? 'error', failure.message);
     throw failure;
   } finally {
+    release?.();
     hb.stop();
   }
 }

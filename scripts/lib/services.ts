@@ -175,7 +175,16 @@ export async function startMoto(
  */
 export async function startOllama(
   tc: Toolchain,
-  opts: { port: number; modelsDir?: string; numParallel?: number; logFile: string; echo?: boolean; name?: string },
+  opts: {
+    port: number;
+    modelsDir?: string;
+    numParallel?: number;
+    /** OLLAMA_MAX_LOADED_MODELS (default 2); 1 makes the node swap models (bench/pinning.bench.ts). */
+    maxLoadedModels?: number;
+    logFile: string;
+    echo?: boolean;
+    name?: string;
+  },
 ): Promise<Service> {
   const proc = spawnService(opts.name ?? 'ollama', tc.ollama, ['serve'], {
     logFile: opts.logFile,
@@ -185,7 +194,7 @@ export async function startOllama(
       OLLAMA_MODELS: opts.modelsDir ?? tc.ollamaModels,
       OLLAMA_NUM_PARALLEL: String(opts.numParallel ?? 4),
       OLLAMA_KEEP_ALIVE: '24h',
-      OLLAMA_MAX_LOADED_MODELS: '2',
+      OLLAMA_MAX_LOADED_MODELS: String(opts.maxLoadedModels ?? 2),
       OLLAMA_NOPRUNE: '1',
     },
   });
