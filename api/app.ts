@@ -8,6 +8,8 @@ import express from 'express';
 import { pinoHttp } from 'pino-http';
 import type { ApiDeps } from './deps';
 import { requestId } from './middleware/request-id';
+import { httpTracing } from './middleware/tracing';
+import { METRICS_CONTENT_TYPE, metricsText } from '../lib/telemetry/metrics';
 import { authenticate } from './middleware/auth';
 import { rateLimitPerKey } from './middleware/rate-limit';
 import { errorHandler, notFoundHandler } from './middleware/errors';
@@ -33,6 +35,15 @@ export { assertTenant, tenantOf } from './middleware/auth';
 
 registerRoute({
   method: 'get',
+  path: '/metrics',
+  summary: 'Prometheus metrics of this API process (requests by route and status, queue backlog, ...)',
+  tag: 'meta',
+  public: true,
+  responses: { 200: 'Prometheus text format' },
+});
+
+registerRoute({
+  method: 'get',
   path: '/openapi.json',
   summary: 'This OpenAPI 3.1 document',
   tag: 'meta',
@@ -47,6 +58,8 @@ export function createApp(deps: ApiDeps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
 
+  // First: every later step (logs, auth, routes, Temporal calls) runs inside the request's span.
+  app.use(httpTracing);
   app.use(requestId);
   app.use(
     pinoHttp({
@@ -85,6 +98,11 @@ export function createApp(deps: ApiDeps): express.Express {
     // Built on first use, after every router module has registered its routes.
     openapi ??= buildOpenApi({ serverUrl: config.API_PUBLIC_URL });
     res.json(openapi);
+  });
+
+  // Prometheus scrape target (docs/operations.md, Observability); keep it off the public network.
+  app.get('/metrics', (_req, res, next) => {
+    metricsText().then((text) => res.type(METRICS_CONTENT_TYPE).send(text), next);
   });
 
   app.use(express.json({ limit: config.API_BODY_LIMIT_BYTES }));

@@ -11,6 +11,9 @@ import { createCatalog } from '../lib/llm/catalog';
 import { createApp } from './app';
 import { StreamHub } from '../lib/stream/hub';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
+import { clientTracing, initTracing } from '../lib/telemetry/tracing';
+import { registerBacklogMetrics } from '../lib/telemetry/backlog';
+import { EXECUTOR_QUEUE, ORCHESTRATOR_QUEUE } from '../common/task-queues';
 
 /** How long in-flight requests get to finish on shutdown before connections are cut. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -18,6 +21,9 @@ const SHUTDOWN_GRACE_MS = 10_000;
 async function run(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('api', config);
+  // Before the app and the Temporal client exist: their spans need the provider.
+  const tracing = initTracing('api', config);
+  if (tracing) logger.info({ traces: tracing.exportsTo }, `tracing on (${tracing.exportsTo})`);
   const storage = createStorage(config);
   let connection: Connection | undefined;
   let server: Server | undefined;
@@ -26,7 +32,8 @@ async function run(): Promise<void> {
   try {
     await ensureStorage(storage);
     connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-    const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    // Starts, signals and updates carry the request's trace context (lib/telemetry/tracing.ts).
+    const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, interceptors: clientTracing() });
     const catalog = createCatalog({
       nodes: config.OLLAMA_NODES,
       nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
@@ -34,6 +41,12 @@ async function run(): Promise<void> {
       temporal,
       namespace: config.TEMPORAL_NAMESPACE,
     });
+    // GET /metrics reads every queue's backlog on each scrape: the orchestrator's, the executor's, each model's.
+    registerBacklogMetrics(temporal, config.TEMPORAL_NAMESPACE, async () => [
+      ORCHESTRATOR_QUEUE,
+      EXECUTOR_QUEUE,
+      ...(await catalog.get()).models.map((m) => m.queue),
+    ]);
     const app = createApp({ config, temporal, storage, catalog, logger, streams });
     const listening = app.listen(config.API_PORT, config.API_HOST);
     server = listening;
@@ -72,6 +85,7 @@ async function run(): Promise<void> {
     streams.close();
     await connection?.close();
     storage.close();
+    await tracing?.shutdown();
   }
 }
 

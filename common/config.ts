@@ -268,6 +268,19 @@ export const ConfigSchema = z.object({
   // --- Logging
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_PRETTY: bool(false),
+
+  // --- Observability (docs/operations.md, Observability)
+  /** true: no tracer provider at all (the OpenTelemetry API stays a no-op, no trace ids). */
+  OTEL_SDK_DISABLED: bool(false),
+  /** Overrides the process's service name in traces (default: api, orchestrator, executor, llm-<NODE_ID>). */
+  OTEL_SERVICE_NAME: z.string().optional(),
+  /** Zipkin's span endpoint, e.g. http://127.0.0.1:9411/api/v2/spans; unset: spans are not exported. */
+  OTEL_EXPORTER_ZIPKIN_ENDPOINT: z.string().url().optional(),
+  /** A worker's Prometheus endpoint (app metrics, then the Temporal runtime's); 0: none. */
+  METRICS_PORT: int(0),
+  METRICS_HOST: z.string().default('127.0.0.1'),
+  /** Where a worker's Temporal runtime serves its own Prometheus metrics (appended to METRICS_PORT's); 0: off. */
+  TEMPORAL_METRICS_PORT: int(0),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -1,5 +1,6 @@
 /** pino logger for Node processes (workers, API, scripts). Not for workflow code. */
 import pino from 'pino';
+import { trace, isSpanContextValid } from '@opentelemetry/api';
 import type { Config } from './config';
 
 export type Logger = pino.Logger;
@@ -13,6 +14,15 @@ export const REDACTED_PATHS = [
   'res.headers["set-cookie"]',
 ];
 
+/**
+ * The active span's ids on every line logged inside a traced request or activity, so a log line leads to its trace
+ * (lib/telemetry/tracing.ts). Without tracing (or outside a span) nothing is added.
+ */
+export function traceIds(): { trace_id?: string; span_id?: string } {
+  const sc = trace.getActiveSpan()?.spanContext();
+  return sc && isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : {};
+}
+
 export function createLogger(
   name: string,
   config?: Pick<Config, 'LOG_LEVEL'>,
@@ -24,6 +34,7 @@ export function createLogger(
       level: config?.LOG_LEVEL ?? process.env.LOG_LEVEL ?? 'info',
       base: { name },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      mixin: traceIds,
     },
     destination,
   );

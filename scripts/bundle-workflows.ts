@@ -7,12 +7,15 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { STATE_DIR } from './lib/toolchain';
+import { WORKFLOW_INTERCEPTOR_MODULES } from '../lib/telemetry/tracing';
 
 export const DEFAULT_BUNDLE_PATH = path.join(STATE_DIR, 'workflow-bundle.js');
 
 export async function bundleWorkflows(out = DEFAULT_BUNDLE_PATH): Promise<string> {
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../workflows'),
+    // Tracing's workflow interceptors live in the bundle (a worker given a bundle ignores workflowModules).
+    workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
     logger: { trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error, log() {} },
   });
   mkdirSync(path.dirname(out), { recursive: true });

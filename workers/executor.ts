@@ -13,7 +13,8 @@ import { createStorage, ensureStorage, type Storage } from '../lib/storage/clien
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { EXECUTOR_QUEUE } from '../common/task-queues';
-import { connectWorker, installRuntimeLogger, runUntilSignal } from './shared';
+import { connectWorker, installRuntimeLogger, runUntilSignal, startWorkerTelemetry } from './shared';
+import { clientTracing, workerTracing } from '../lib/telemetry/tracing';
 
 /** Jobs per executor at once; each is a container with its own memory and CPU limits. */
 const MAX_CONCURRENT_JOBS = 16;
@@ -66,6 +67,7 @@ export async function createExecutorWorker(
     // Heartbeats are how a cancel reaches a running job: send them promptly, not once per 16 s.
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,
+    ...workerTracing({ bundled: true }),
     ...opts.overrides,
   });
   return { worker, removed };
@@ -73,14 +75,20 @@ export async function createExecutorWorker(
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  installRuntimeLogger(config.LOG_LEVEL);
+  installRuntimeLogger(config.LOG_LEVEL, config.TEMPORAL_METRICS_PORT);
   const logger = createLogger('executor', config);
+  const telemetry = await startWorkerTelemetry('executor', config, logger);
   const storage = createStorage(config);
   const connection = await connectWorker(config);
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     await ensureStorage(storage);
-    const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+    // The AI gateway's updates carry the job activity's trace context on to the llm activity.
+    const client = new Client({
+      connection: clientConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      interceptors: clientTracing(),
+    });
     const { worker } = await createExecutorWorker({ connection, client, config, storage, logger });
     logger.info(`executor worker polling ${EXECUTOR_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
     await runUntilSignal([worker]);
@@ -88,6 +96,7 @@ async function main(): Promise<void> {
     await connection.close();
     await clientConnection.close();
     storage.close();
+    await telemetry.stop();
   }
 }
 

@@ -28,7 +28,9 @@ import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { llmQueue, nodeQueue, normalizeModel } from '../common/task-queues';
 import { NodeSlots } from '../lib/llm/node-slots';
-import { connectWorker, installRuntimeLogger } from './shared';
+import { connectWorker, installRuntimeLogger, startWorkerTelemetry } from './shared';
+import { workerTracing } from '../lib/telemetry/tracing';
+import { metrics } from '../lib/telemetry/metrics';
 
 type LlmWorkerConfig = Pick<
   Config,
@@ -184,6 +186,8 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
   else logger?.info({ nodeId, models: initial }, `llm worker polls ${initial.map(llmQueue).join(', ')}`);
 
   const identity = `${nodeId}:${process.pid}@${hostname()}`;
+  metrics.slots.set({ node: nodeId }, config.OLLAMA_NUM_PARALLEL);
+  metrics.slotsInUse.set({ node: nodeId }, 0);
   const nodeSlots = new NodeSlots(config.OLLAMA_NUM_PARALLEL);
   const llm = createLlmActivities({
     ollama,
@@ -205,6 +209,8 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       identity,
       taskQueue: llmQueue(model),
       activities: llm,
+      // Each activity's span, and the Ollama call's inside it (lib/telemetry/llm.ts).
+      ...workerTracing({ bundled: true }),
       maxConcurrentActivityTaskExecutions: config.OLLAMA_NUM_PARALLEL,
       shutdownGraceTime: SHUTDOWN_GRACE,
     });
@@ -355,6 +361,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       connection,
       namespace,
       identity,
+      ...workerTracing({ bundled: true }),
       taskQueue: nodeQueue(nodeId),
       activities: createNodeActivities({
         ollama,
@@ -426,8 +433,9 @@ export async function warmUpModels(
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  installRuntimeLogger(config.LOG_LEVEL);
+  installRuntimeLogger(config.LOG_LEVEL, config.TEMPORAL_METRICS_PORT);
   const logger = createLogger('llm-worker', config);
+  const telemetry = await startWorkerTelemetry(`llm-${config.NODE_ID}`, config, logger);
   const connection = await connectWorker(config);
   try {
     const node = await createLlmNode({ connection, config, logger, warmUp: true });
@@ -446,6 +454,7 @@ async function main(): Promise<void> {
     await node.run();
   } finally {
     await connection.close();
+    await telemetry.stop();
   }
 }
 

@@ -19,7 +19,8 @@ import { createModelCheckActivities } from '../activities/llm/model-check';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { ORCHESTRATOR_QUEUE } from '../common/task-queues';
-import { connectWorker, installRuntimeLogger, runUntilSignal } from './shared';
+import { connectWorker, installRuntimeLogger, runUntilSignal, startWorkerTelemetry } from './shared';
+import { workerTracing } from '../lib/telemetry/tracing';
 
 export interface OrchestratorWorkerOptions {
   connection: NativeConnection;
@@ -76,14 +77,17 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
         : { workflowsPath: require.resolve('../workflows') }),
     activities,
     shutdownGraceTime: SHUTDOWN_GRACE,
+    // Traces workflows and activities; a prebuilt bundle has the workflow interceptors built in.
+    ...workerTracing({ bundled: Boolean(overrides.workflowBundle ?? config.WORKFLOW_BUNDLE_PATH) }),
     ...overrides,
   });
 }
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  installRuntimeLogger(config.LOG_LEVEL);
+  installRuntimeLogger(config.LOG_LEVEL, config.TEMPORAL_METRICS_PORT);
   const logger = createLogger('orchestrator', config);
+  const telemetry = await startWorkerTelemetry('orchestrator', config, logger);
   const storage = createStorage(config);
   const connection = await connectWorker(config);
   try {
@@ -95,6 +99,7 @@ async function main(): Promise<void> {
   } finally {
     await connection.close();
     storage.close();
+    await telemetry.stop();
   }
 }
 

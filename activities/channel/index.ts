@@ -8,6 +8,7 @@ import { ErrorType } from '../../common/errors';
 import type { Storage } from '../../lib/storage/clients';
 import { writeOutboxMessage } from '../../lib/chat/state';
 import { SIGNATURE_HEADER, signBody } from '../../lib/channel/signature';
+import { metrics } from '../../lib/telemetry/metrics';
 import type { ChannelActivities, DeliverReplyInput, DeliverReplyResult } from '../../contracts/channel';
 
 export type { ChannelActivities } from '../../contracts/channel';
@@ -81,6 +82,7 @@ export function createChannelActivities(deps: ChannelActivityDeps): ChannelActiv
         createdAt,
         ...(input.meta ? { meta: input.meta } : {}),
       });
+      metrics.chatReplies.inc({ agent: String(input.agent ?? 'none'), via });
       return { via, deliveredAt: createdAt };
     },
   };

@@ -5,6 +5,7 @@
 import { priceOf, type Config } from '../../common/config';
 import type { Storage } from '../../lib/storage/clients';
 import { recordJobResult } from '../../lib/jobs/store';
+import { metrics } from '../../lib/telemetry/metrics';
 import type { ExecutionResult, JobInput } from '../../contracts/jobs';
 
 export interface JobsDeps {
@@ -42,6 +43,11 @@ export function createJobsActivities(deps: JobsDeps) {
         },
         priced,
       );
+      // Dashboards: outcomes and per-tenant tokens (the jobs and usage tables stay the record; a retry may count twice).
+      metrics.jobOutcomes.inc({ outcome: priced.status });
+      for (const [model, u] of Object.entries(priced.byModel)) {
+        metrics.usageTokens.inc({ tenant: job.tenantId, model, kind: 'job' }, u.prompt + u.completion);
+      }
       return priced;
     },
   };

@@ -15,6 +15,7 @@ import { withRequestSignal } from '../../lib/llm/client';
 import { toLlmFailure } from '../../lib/llm/errors';
 import type { NodeSlots } from '../../lib/llm/node-slots';
 import { RepetitionGuard } from '../../lib/llm/repetition';
+import { traceOllamaCall } from '../../lib/telemetry/llm';
 import { openStreamSink, type StreamSink } from '../../lib/stream/sink';
 import type { LlmActivities } from '../../contracts/llm';
 
@@ -140,6 +141,9 @@ function timeoutRetryRule(failure: ApplicationFailure, attempt: number): Applica
   });
 }
 
+/** The Ollama operation of each llm activity (span names `ollama chat`, ...). */
+const OP_OF_ACTIVITY: Record<string, string> = { llmChat: 'chat', llmGenerate: 'generate', llmEmbed: 'embed' };
+
 /**
  * Runs one Ollama call in the activity: joins cancellation and the call timeout into one signal, heartbeats,
  * and turns every failure into a typed one (a cancellation is rethrown as is, so Temporal records a cancel).
@@ -160,7 +164,11 @@ async function guardedCall<T>(
   try {
     // Waits for a node slot (heartbeating, cancellable) only when the node's other models hold them all.
     release = await deps.slots?.acquire(signal);
-    return await withRequestSignal(signal, () => untilAborted(work(signal, hb.onChunk, progress), signal));
+    // The Ollama call's span (model, node, token counts, durations) and metrics, a child of the activity's span.
+    const op = OP_OF_ACTIVITY[ctx.info.activityType] ?? ctx.info.activityType;
+    const traced = () =>
+      traceOllamaCall({ node: deps.nodeId, model, op, kind: bound.kind }, () => work(signal, hb.onChunk, progress));
+    return await withRequestSignal(signal, () => untilAborted(traced(), signal));
   } catch (err) {
     if (ctx.cancellationSignal.aborted) {
       void sink?.fail('cancelled', 'the generation was cancelled');

@@ -6,6 +6,7 @@ import { priceOf, type Config } from '../../common/config';
 import type { ApiUsageRecord } from '../../contracts/completion';
 import { recordApiUsage } from '../../lib/jobs/store';
 import type { Storage } from '../../lib/storage/clients';
+import { metrics } from '../../lib/telemetry/metrics';
 
 export interface UsageDeps {
   storage: Storage;
@@ -26,6 +27,11 @@ export function createUsageActivities(deps: UsageDeps) {
           model: rec.model,
         },
         { prompt: rec.promptTokens, completion: rec.completionTokens, costUsd },
+      );
+      // Per-tenant usage for dashboards; the usage table stays the record for billing (a retry may count twice here).
+      metrics.usageTokens.inc(
+        { tenant: rec.caller.tenantId, model: rec.model, kind: rec.source },
+        rec.promptTokens + rec.completionTokens,
       );
     },
   };

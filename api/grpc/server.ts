@@ -18,6 +18,7 @@ import type { RecommendRequest } from '../../contracts/recommendation';
 import type { ApiDeps } from '../deps';
 import type { StreamHub } from '../../lib/stream/hub';
 import { toHttpError } from '../middleware/errors';
+import { tracedServerStream } from './tracing';
 import { KeyLimits } from '../v1/limits';
 import {
   startRecommendation,
@@ -177,7 +178,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   };
   const server = new grpc.Server();
   server.addService(loaded.recommendation.RecommendationService.service, {
-    Recommend: recommendHandler(rs, opts.internalUrl, deps.logger),
+    Recommend: tracedServerStream(
+      `${RECOMMENDATION_SERVICE}/Recommend`,
+      recommendHandler(rs, opts.internalUrl, deps.logger),
+    ),
   });
   const health = new HealthImplementation({ '': 'SERVING', [RECOMMENDATION_SERVICE]: 'SERVING' });
   health.addToServer(server);

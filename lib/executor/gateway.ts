@@ -14,6 +14,8 @@ import { ChatMessageSchema, LlmOptionsSchema } from '../../contracts/llm';
 import { ErrorType, httpErrorOf, isErrorType } from '../../common/errors';
 import { llmCallUpdate } from '../../contracts/definitions';
 import type { LlmCallReply, LlmCallRequest } from '../../contracts/jobs';
+import { traceGatewayCall } from '../telemetry/llm';
+import { otelContext } from '../telemetry/tracing';
 
 const MAX_BODY_BYTES = 1_048_576;
 /** In-flight calls per job: user code cannot flood Temporal with unbounded concurrent updates. */
@@ -113,6 +115,8 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 /** Starts the gateway on `socketPath` (replacing a stale socket file) and makes the socket usable by the container user. */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let inFlight = 0;
+  // The context the gateway starts in: the job's runJobContainer activity (its span, when tracing is on).
+  const jobContext = otelContext.active();
   const handle = opts.client.workflow.getHandle(opts.workflowId);
   const server = http.createServer((req, res) => {
     const send = (status: number, body: unknown, headers?: Record<string, string>) => {
@@ -148,10 +152,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         }
         inFlight++;
         try {
-          const reply: LlmCallReply = await handle.executeUpdate(llmCallUpdate, {
-            args: [call],
-            updateId: `llm-${callId}`,
-          });
+          // Traced as a child of the job's activity: the update carries the context on to the llm activity.
+          const reply: LlmCallReply = await traceGatewayCall(
+            { parent: jobContext, kind: call.kind, model: call.model, callId },
+            () => handle.executeUpdate(llmCallUpdate, { args: [call], updateId: `llm-${callId}` }),
+          );
           send(200, reply);
           opts.onCall?.({ ok: true, model: reply.model });
         } finally {

@@ -7,6 +7,7 @@ import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@t
 import * as workflows from '../../workflows';
 import { historyFiles, loadHistory } from '../helpers/histories';
 import { quietRuntime } from '../helpers/env';
+import { WORKFLOW_INTERCEPTOR_MODULES } from '../../lib/telemetry/tracing';
 
 jest.setTimeout(120_000);
 
@@ -16,6 +17,8 @@ beforeAll(async () => {
   quietRuntime();
   bundle = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../workflows'),
+    // As the production bundle (scripts/bundle-workflows.ts): with tracing's workflow interceptors.
+    workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
   });
 });
