@@ -18,6 +18,8 @@ export interface JobLimits {
   defaultNumPredict?: number;
   /** The most `num_predict` a call may ask for (LLM_NUM_PREDICT `job` max; absent in older jobs: the default). */
   maxNumPredict?: number;
+  /** Calls of the job that run at once; more wait in the workflow (default DEFAULT_JOB_CALLS_IN_FLIGHT). */
+  maxConcurrentCalls?: number;
 }
 
 export interface JobInput {
@@ -121,6 +123,8 @@ export interface ExecutionResult {
   outputs: OutputFile[];
   llm_token_count: TokenCount;
   calls: number;
+  /** Calls that failed or were cancelled (when the container ended); the tokens they produced are billed. */
+  failedCalls?: number;
   byModel: Record<string, ModelUsage>;
   costUsd: number;
   startedAt: string;

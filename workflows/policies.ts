@@ -3,13 +3,14 @@
  * through these so no number is inlined at call sites.
  */
 import {
+  ActivityCancellationType,
   proxyActivities,
   proxyLocalActivities,
   type ActivityInterfaceFor,
   type ActivityOptions,
   type LocalActivityOptions,
 } from '@temporalio/workflow';
-import { NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
+import { ErrorType, NON_RETRYABLE_ERROR_TYPES } from '../common/errors';
 import { llmQueue } from '../common/task-queues';
 import type { LlmActivities } from '../contracts/llm';
 import type { ModelCheckActivities } from '../activities/llm/model-check';
@@ -27,6 +28,24 @@ export const LLM_CALL: ActivityOptions = {
     maximumInterval: '30 seconds',
     maximumAttempts: 5,
     nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+  },
+};
+
+/**
+ * One LLM call of a job's user code (jobWorkflow's `llmCall`): bounded like any call, but a timeout is final (the
+ * same prompt will not go faster on a retry, and each retry would hold a model slot again for the tenant), the
+ * activity is cancelled when the container ends and that cancel waits for the activity, so the tokens it had
+ * produced come back with it and are billed. A short heartbeat timeout lets that cancel arrive within seconds.
+ */
+export const JOB_LLM_CALL: ActivityOptions = {
+  ...LLM_CALL,
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '10 seconds',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: {
+    ...LLM_CALL.retry,
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES, ErrorType.InferenceTimeout],
   },
 };
 
