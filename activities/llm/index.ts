@@ -6,7 +6,7 @@
  * into a loop is cut off (repetition.ts). A cut-off answer is a result (`doneReason`), not an error.
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { AbortableAsyncIterator, ChatResponse, GenerateResponse, Ollama, Options } from 'ollama';
 import { ErrorType } from '../../common/errors';
 import { boundNumPredict, DEFAULT_NUM_PREDICT, type LlmCallKind, type NumPredictTable } from '../../common/llm-bounds';
@@ -172,7 +172,9 @@ async function guardedCall<T>(
   } catch (err) {
     if (ctx.cancellationSignal.aborted) {
       void sink?.fail('cancelled', 'the generation was cancelled');
-      throw ctx.cancellationSignal.reason ?? err;
+      // The progress travels with the cancel, so a job's cancelled call is billed for the tokens it produced.
+      const reason = (ctx.cancellationSignal.reason as Error | undefined) ?? (err as Error);
+      throw new CancelledFailure(reason?.message ?? 'cancelled', [{ ...progress }], reason);
     }
     if (sink?.closed.aborted) {
       // The client went away (or the API refused the push): nobody wants the rest, so retrying cannot help.
@@ -211,7 +213,22 @@ function typedFailure(
       attempt,
     );
   }
-  return timeoutRetryRule(toLlmFailure(err, { model, nodeId: deps.nodeId }), attempt);
+  return jobCallRule(timeoutRetryRule(toLlmFailure(err, { model, nodeId: deps.nodeId }), attempt), progress);
+}
+
+/**
+ * A job's call that fails after Ollama produced tokens is final, with its progress in the details: the workflow
+ * bills those tokens (a retry would produce them again, unbilled, and hold a model slot again).
+ */
+function jobCallRule(failure: ApplicationFailure, progress: LlmProgress): ApplicationFailure {
+  if (progress.kind !== 'job' || progress.chunks === 0 || failure.nonRetryable) return failure;
+  return ApplicationFailure.create({
+    type: failure.type ?? undefined,
+    nonRetryable: true,
+    message: `${failure.message}; ${progress.chunks} tokens produced, not retried`,
+    cause: failure.cause,
+    details: [{ ...progress }],
+  });
 }
 
 /** How a streamed reply ended: Ollama's final chunk, or our cut of a loop (no final chunk: the stream was aborted). */
