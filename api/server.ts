@@ -9,6 +9,7 @@ import { createLogger } from '../common/logger';
 import { createStorage, ensureStorage } from '../lib/storage/clients';
 import { createCatalog } from '../lib/llm/catalog';
 import { createApp } from './app';
+import { createHttpServer } from './http-server';
 import { StreamHub } from '../lib/stream/hub';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
 import { clientTracing, initTracing } from '../lib/telemetry/tracing';
@@ -48,7 +49,8 @@ async function run(): Promise<void> {
       ...(await catalog.get()).models.map((m) => m.queue),
     ]);
     const app = createApp({ config, temporal, storage, catalog, logger, streams });
-    const listening = app.listen(config.API_PORT, config.API_HOST);
+    // Header and body timeouts against slow clients (api/http-server.ts).
+    const listening = createHttpServer(app).listen(config.API_PORT, config.API_HOST);
     server = listening;
     await new Promise<void>((resolve, reject) => {
       listening.once('listening', resolve);

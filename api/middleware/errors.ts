@@ -14,6 +14,7 @@ import {
 } from '@temporalio/common';
 import { isGrpcServiceError } from '@temporalio/client';
 import { type ErrorType, HttpError, httpErrorOf, isErrorType } from '../../common/errors';
+import { registeredRoutes } from '../openapi';
 
 /** The error body every endpoint returns. */
 export interface ErrorBody {
@@ -86,6 +87,17 @@ export function toHttpError(err: unknown): HttpError {
   if (isGrpcServiceError(err) && (err.code === 14 || err.code === 4)) {
     return new HttpError(503, 'temporal_unavailable', 'The workflow service is unavailable; retry later');
   }
+  // S3/DynamoDB (or another dependency) unreachable: the client may retry; GET /readyz names what is down.
+  const down = downDependency(err);
+  if (down) {
+    return new HttpError(
+      503,
+      down.what === 'storage' ? 'storage_unavailable' : 'dependency_unavailable',
+      `${down.what === 'storage' ? 'Storage (S3/DynamoDB)' : 'A dependency'} is unavailable; retry later (GET /readyz says which)`,
+      undefined,
+      { 'Retry-After': '5' },
+    );
+  }
   // Other http-errors with an explicit client status (e.g. 400 from a malformed request line).
   const status = (err as { status?: unknown } | null)?.status;
   if (typeof status === 'number' && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
@@ -94,10 +106,69 @@ export function toHttpError(err: unknown): HttpError {
   return new HttpError(500, 'internal', 'Internal server error');
 }
 
-/** 404 for every path no router handled. */
+/** `/designs/:id/files/:name` → a regex over one path. */
+function routeRegex(path: string): RegExp {
+  const escaped = path
+    .split(/(:\w+)/)
+    .map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  return new RegExp(`^${escaped.join('')}/?$`);
+}
+
+/** The documented methods of the route that `path` matches (empty for an unknown path). */
+export function methodsOf(path: string): string[] {
+  const methods = new Set<string>();
+  for (const r of registeredRoutes()) if (routeRegex(r.path).test(path)) methods.add(r.method.toUpperCase());
+  if (methods.has('GET')) methods.add('HEAD');
+  return [...methods].sort();
+}
+
+/** 405 with `Allow` for a known path and another method; 404 for every path no router handled. */
 export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  const allowed = methodsOf(req.path);
+  if (allowed.length > 0 && !allowed.includes(req.method)) {
+    next(
+      new HttpError(
+        405,
+        'method_not_allowed',
+        `${req.method} is not allowed on ${req.path}`,
+        { allowed },
+        {
+          Allow: allowed.join(', '),
+        },
+      ),
+    );
+    return;
+  }
   next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}`));
 };
+
+/** Network errors of a dependency (S3/DynamoDB through the AWS SDK, an HTTP call): it is down or unreachable. */
+const DOWN_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ENOTFOUND',
+]);
+
+/**
+ * Which dependency did not answer, for an error that means "unreachable": an AWS SDK error (it carries
+ * `$metadata`) without an HTTP status got no response from S3/DynamoDB at all; any other error with a network
+ * code (in its cause chain) is some other dependency. Undefined for everything else.
+ */
+function downDependency(err: unknown): { what: 'storage' | 'dependency' } | undefined {
+  const meta = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata;
+  if (meta && typeof meta === 'object' && meta.httpStatusCode === undefined) return { what: 'storage' };
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 5; depth++) {
+    const e = cur as { code?: unknown; cause?: unknown };
+    if (typeof e.code === 'string' && DOWN_CODES.has(e.code)) return { what: 'dependency' };
+    cur = e.cause;
+  }
+  return undefined;
+}
 
 /** The one error handler, mounted last. 5xx are logged with the stack; 4xx at debug. */
 export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
