@@ -10,6 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { cleanupExecutor, createExecutorActivities, type ExecutorDeps } from '../activities/executor';
 import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
+import { removeStaleGatewayDirs } from '../lib/executor/stale-gateways';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { EXECUTOR_QUEUE } from '../common/task-queues';
@@ -56,6 +57,11 @@ export async function createExecutorWorker(
     logger: opts.logger,
   };
   const removed = await cleanupExecutor(deps);
+  // Gateway socket dirs of jobs whose executor was killed (its sockets refuse connections): nobody serves them.
+  const staleGateways = await removeStaleGatewayDirs(config.GATEWAY_SOCKET_DIR);
+  if (staleGateways.length) {
+    opts.logger?.warn({ dirs: staleGateways }, `removed ${staleGateways.length} stale gateway socket dir(s)`);
+  }
   if (removed.length) opts.logger?.warn({ removed }, `removed ${removed.length} orphaned job container(s)`);
   const worker = await Worker.create({
     connection: opts.connection,
