@@ -6,6 +6,7 @@
  * run, as paired differences or per-run ratios (`measurePaired`), so results are comparisons on the same machine,
  * never absolute promises.
  */
+import { dataConverterFor } from '../lib/codec/payload-codec';
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -446,7 +447,12 @@ export async function startStack(ctx: BenchContext, opts: StackOptions): Promise
     undo.push(() => connection.close());
     const clientConnection = await Connection.connect({ address: ctx.temporalAddress });
     undo.push(() => clientConnection.close());
-    const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+    // Same payload codec as the workers (none unless the bench sets PAYLOAD_KEYS).
+    const client = new Client({
+      connection: clientConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter: dataConverterFor(config),
+    });
 
     // Each Worker runs as soon as it exists, so a failure further on still stops (and releases) it.
     const workers = runWorkers([]);

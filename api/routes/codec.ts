@@ -35,9 +35,8 @@ const CodecBody = z.object({
 type WirePayload = z.infer<typeof WirePayload>;
 
 for (const op of ['encode', 'decode'] as const) {
-  registerRoute({
-    method: 'post',
-    path: `/codec/${op}`,
+  const doc = {
+    method: 'post' as const,
     summary:
       op === 'decode'
         ? 'Decrypt payloads for the Temporal Web UI / CLI (remote codec protocol; operator key)'
@@ -45,13 +44,22 @@ for (const op of ['encode', 'decode'] as const) {
     tag: 'operations',
     public: true,
     body: CodecBody,
-    headers: { Authorization: 'Bearer <operator key> (OPERATOR_API_KEYS); or /codec/key/<operator key>/' + op },
     responses: {
       200: { description: 'The payloads, same order', body: CodecBody },
       400: 'Not the codec body, or a payload that cannot be decrypted (its index and key id named)',
       401: 'No operator key',
       403: 'A key that is not an operator key (tenants cannot decrypt histories)',
     },
+  };
+  registerRoute({
+    ...doc,
+    path: `/codec/${op}`,
+    headers: { Authorization: 'Bearer <operator key> (OPERATOR_API_KEYS)' },
+  });
+  registerRoute({
+    ...doc,
+    path: `/codec/key/:key/${op}`,
+    description: 'The same, with the operator key in the path: for the Web UI, which cannot send headers.',
   });
 }
 
@@ -135,38 +143,39 @@ export function codecRouter(
   const codec = config.PAYLOAD_KEYS.length ? new AesGcmPayloadCodec(config.PAYLOAD_KEYS) : undefined;
   const authorize = operatorAuth(config);
   const json = express.json({ limit: CODEC_BODY_LIMIT, type: () => true });
-  const paths = ['/codec/:op', '/codec/key/:key/:op'];
-  router.options(paths, cors(config));
-  router.post(paths, cors(config), (req, _res, next) => {
-    if (req.params.op !== 'encode' && req.params.op !== 'decode') return next('router');
-    try {
-      authorize(req);
-    } catch (err) {
-      return next(err);
-    }
-    json(req, _res, next);
-  });
-  router.post(paths, (req, res, next) => {
-    const op = req.params.op as 'encode' | 'decode';
-    const body = parse(CodecBody, req.body, 'body');
-    const payloads = body.payloads.map(fromWire);
-    let out: Payload[];
-    if (!codec)
-      out = payloads; // encryption is off: the identity codec
-    else if (op === 'encode') out = payloads.map((p) => codec.encryptOne(p));
-    else {
-      out = payloads.map((p, i) => {
-        try {
-          return codec.decryptOne(p);
-        } catch (err) {
-          if (err instanceof PayloadDecryptError)
-            throw new HttpError(400, 'undecryptable', `body.payloads.${i}: ${err.message}`);
-          throw err;
-        }
-      });
-    }
-    res.json({ payloads: out.map(toWire) });
-    void next;
-  });
+  // CORS headers and the preflight for every /codec path (a middleware, so it also answers OPTIONS).
+  router.use('/codec', cors(config));
+  const handle =
+    (op: 'encode' | 'decode'): RequestHandler =>
+    (req, res) => {
+      const body = parse(CodecBody, req.body, 'body');
+      const payloads = body.payloads.map(fromWire);
+      let out: Payload[];
+      if (!codec)
+        out = payloads; // encryption is off: the identity codec
+      else if (op === 'encode') out = payloads.map((p) => codec.encryptOne(p));
+      else {
+        out = payloads.map((p, i) => {
+          try {
+            return codec.decryptOne(p);
+          } catch (err) {
+            if (err instanceof PayloadDecryptError) {
+              throw new HttpError(400, 'undecryptable', `body.payloads.${i}: ${err.message}`);
+            }
+            throw err;
+          }
+        });
+      }
+      res.json({ payloads: out.map(toWire) });
+    };
+  // Authenticate before reading the body: an unauthenticated caller never gets 8 MB parsed.
+  const auth: RequestHandler = (req, _res, next) => {
+    authorize(req);
+    next();
+  };
+  for (const op of ['encode', 'decode'] as const) {
+    router.post(`/codec/${op}`, auth, json, handle(op));
+    router.post(`/codec/key/:key/${op}`, auth, json, handle(op));
+  }
   return router;
 }
