@@ -24,6 +24,8 @@ import { jobsRouter } from './routes/jobs';
 import { designsRouter } from './routes/designs';
 import { aiServerRouter } from './routes/ai-server';
 import { streamsRouter } from './routes/streams';
+import { codecRouter, redactCodecPath } from './routes/codec';
+import { pseudonymizeUserPath } from '../lib/privacy/pseudonym';
 import { recommendationsRouter } from './routes/recommendations';
 import { usersRouter } from './routes/users';
 import { v1Router } from './v1/router';
@@ -69,12 +71,22 @@ export function createApp(deps: ApiDeps): express.Express {
       customLogLevel: (_req, res, err) =>
         err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
       quietReqLogger: true,
+      // The codec endpoints accept an operator key in the path (for the Web UI): never log it.
+      serializers: {
+        // …and user ids (/users/:userId/…) appear as their pseudonyms.
+        req: (r: { url?: string }) =>
+          r.url
+            ? Object.assign(r, { url: pseudonymizeUserPath(config.USER_PSEUDONYM_SECRET, redactCodecPath(r.url)) })
+            : r,
+      },
     }),
   );
 
   // --- Routes with their own authentication (raw body)
   // Mounted before the JSON parser: webhook signatures (HMAC) are computed over the exact raw bytes.
   app.use(webhooksRouter(deps));
+  // The Temporal payload codec for the Web UI / CLI: operator keys, its own CORS and body limit.
+  app.use(codecRouter(config));
   // llm workers push streamed tokens here (NDJSON), authenticated by each stream's own token.
   const ai: AiServer = {
     deps,

@@ -10,6 +10,7 @@ import { createStorage, ensureStorage } from '../lib/storage/clients';
 import { createCatalog } from '../lib/llm/catalog';
 import { createApp } from './app';
 import { createHttpServer } from './http-server';
+import { dataConverterFor } from '../lib/codec/payload-codec';
 import { StreamHub } from '../lib/stream/hub';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server';
 import { clientTracing, initTracing } from '../lib/telemetry/tracing';
@@ -33,8 +34,14 @@ async function run(): Promise<void> {
   try {
     await ensureStorage(storage);
     connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-    // Starts, signals and updates carry the request's trace context (lib/telemetry/tracing.ts).
-    const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, interceptors: clientTracing() });
+    const temporal = new Client({
+      connection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter: dataConverterFor(config),
+      // Starts, signals and updates carry the request's trace context (lib/telemetry/tracing.ts).
+      interceptors: clientTracing(),
+    });
+    if (!config.PAYLOAD_KEYS.length) logger.warn('PAYLOAD_KEYS is empty: Temporal histories hold payloads in plaintext');
     const catalog = createCatalog({
       nodes: config.OLLAMA_NODES,
       nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,

@@ -11,11 +11,12 @@
  *   npm start                      everything
  *   npm start -- --services-only   infrastructure only (benchmarks, debugging workers in an IDE)
  */
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type Config } from '../common/config';
 import { normalizeModel } from '../common/task-queues';
 import { createStorage, ensureStorage } from '../lib/storage/clients';
+import { newPayloadKeySpec } from '../lib/codec/payload-codec';
 import {
   httpOk,
   isPortOpen,
@@ -121,7 +122,23 @@ function loadDevConfig(): Config {
   }
   process.env.AWS_ENDPOINT_URL ||= DEFAULT_EMULATOR_URL;
   process.env.OLLAMA_NODES ||= DEFAULT_DEV_NODES;
+  process.env.PAYLOAD_KEYS ||= devPayloadKeys();
   return loadConfig(process.env);
+}
+
+/**
+ * The dev stack encrypts Temporal payloads too (lib/codec/payload-codec.ts): without PAYLOAD_KEYS, a key made once
+ * and kept in .ainode/payload-keys (0600), so a restarted stack still reads the histories it wrote.
+ */
+function devPayloadKeys(): string {
+  const file = path.join(STATE_DIR, 'payload-keys');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(STATE_DIR, { recursive: true });
+  const spec = newPayloadKeySpec('dev1');
+  writeFileSync(file, `${spec}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  say(`Temporal payloads: made an encryption key in ${rel(file)} (set PAYLOAD_KEYS to use your own)`);
+  return spec;
 }
 
 async function startTemporalOrReuse(tc: Toolchain, config: Config, sup: Supervisor): Promise<string> {
@@ -149,6 +166,11 @@ async function startTemporalOrReuse(tc: Toolchain, config: Config, sup: Supervis
     dbFile: path.join(STATE_DIR, 'temporal.db'),
     logFile: path.join(LOG_DIR, 'temporal.log'),
     echo: true,
+    // The Web UI decrypts payloads through the API's codec endpoint (an operator key in the path: it sends no headers).
+    uiCodecEndpoint:
+      config.PAYLOAD_KEYS.length && config.OPERATOR_API_KEYS[0]
+        ? `${config.API_PUBLIC_URL}/codec/key/${config.OPERATOR_API_KEYS[0]}`
+        : undefined,
   });
   sup.addService(svc);
   say(`Temporal: started on ${address} (Web UI :${uiPort}, db .ainode/temporal.db) in ${Date.now() - t0} ms`);

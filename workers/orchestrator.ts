@@ -19,6 +19,7 @@ import { createModelCheckActivities } from '../activities/llm/model-check';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { ORCHESTRATOR_QUEUE } from '../common/task-queues';
+import { dataConverterFor } from '../lib/codec/payload-codec';
 import { connectWorker, installRuntimeLogger, runUntilSignal, startWorkerTelemetry } from './shared';
 import { workerTracing } from '../lib/telemetry/tracing';
 
@@ -69,6 +70,7 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
     connection,
     namespace: opts.namespace ?? config.TEMPORAL_NAMESPACE,
     taskQueue: ORCHESTRATOR_QUEUE,
+    dataConverter: dataConverterFor(config),
     // A prebuilt bundle skips webpack at start (faster, and ~100 MB less RSS); tests may pass their own.
     ...(overrides.workflowBundle
       ? {}
