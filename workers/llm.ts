@@ -24,6 +24,7 @@ import {
   WARM_KEEP_ALIVE,
 } from '../activities/llm';
 import type { NodeRefresh } from '../activities/llm/node';
+import { dataConverterFor } from '../lib/codec/payload-codec';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { llmQueue, nodeQueue, normalizeModel } from '../common/task-queues';
@@ -36,7 +37,7 @@ type LlmWorkerConfig = Pick<
   Config,
   'OLLAMA_URL' | 'NODE_ID' | 'OLLAMA_NUM_PARALLEL' | 'LLM_NUM_CTX' | 'LLM_CALL_TIMEOUT_MS' | 'TEMPORAL_NAMESPACE'
 > &
-  Partial<Pick<Config, 'LLM_NUM_PREDICT' | 'LLM_WORKER_REFRESH_MS'>>;
+  Partial<Pick<Config, 'LLM_NUM_PREDICT' | 'LLM_WORKER_REFRESH_MS' | 'PAYLOAD_KEYS'>>;
 
 export interface LlmWorkersOptions {
   connection: NativeConnection;
@@ -188,6 +189,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
   const identity = `${nodeId}:${process.pid}@${hostname()}`;
   metrics.slots.set({ node: nodeId }, config.OLLAMA_NUM_PARALLEL);
   metrics.slotsInUse.set({ node: nodeId }, 0);
+  const dataConverter = dataConverterFor(config);
   const nodeSlots = new NodeSlots(config.OLLAMA_NUM_PARALLEL);
   const llm = createLlmActivities({
     ollama,
@@ -207,6 +209,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       connection,
       namespace,
       identity,
+      dataConverter,
       taskQueue: llmQueue(model),
       activities: llm,
       // Each activity's span, and the Ollama call's inside it (lib/telemetry/llm.ts).
@@ -361,6 +364,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       connection,
       namespace,
       identity,
+      dataConverter,
       ...workerTracing({ bundled: true }),
       taskQueue: nodeQueue(nodeId),
       activities: createNodeActivities({
