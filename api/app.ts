@@ -1,7 +1,7 @@
 /**
  * The Express app. Middleware order matters and is fixed here:
- * request id → logging → routes with their own auth (raw body) → public routes → JSON body (size-limited) →
- * API-key auth → per-key rate limit → authenticated routes → 404 → the one error handler.
+ * request id → logging → routes with their own auth (raw body) → public routes → API-key auth → per-key rate
+ * limit → JSON body (size-limited, parsed only once authenticated) → authenticated routes → 404 → the one error handler.
  * Other routers are added in the two marked sections; each documents itself with `registerRoute`.
  */
 import express from 'express';
@@ -117,9 +117,10 @@ export function createApp(deps: ApiDeps): express.Express {
     metricsText().then((text) => res.type(METRICS_CONTENT_TYPE).send(text), next);
   });
 
-  app.use(express.json({ limit: config.API_BODY_LIMIT_BYTES }));
+  // Authenticated and rate-limited before the body is read: an anonymous caller cannot make us parse 1 MiB of JSON.
   app.use(authenticate(config.API_KEYS));
   app.use(rateLimitPerKey(config.API_RATE_LIMIT_PER_MINUTE));
+  app.use(express.json({ limit: config.API_BODY_LIMIT_BYTES }));
 
   // --- Authenticated routes (add yours here)
   app.use(designsRouter(deps));

@@ -1,12 +1,12 @@
 /**
  * What routes that start and read workflows share: the Temporal Web UI link of a run, the 202 bodies
- * (`running` with statusUrl and webUiUrl, `cancelling`) and the tenant-checked handle of a workflow.
+ * (`running` with statusUrl, and webUiUrl for operators only; `cancelling`) and the tenant-checked handle of a workflow.
  */
 import type { Request } from 'express';
 import { z } from 'zod';
 import type { Client, Workflow, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../common/config';
-import { assertTenant } from './middleware/auth';
+import { assertTenant, isOperator } from './middleware/auth';
 
 /** The run's page in the Temporal Web UI. */
 export function webUiUrl(config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>, workflowId: string): string {
@@ -14,25 +14,35 @@ export function webUiUrl(config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAME
   return `${config.TEMPORAL_UI_URL}/namespaces/${ns}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
+/** `{ webUiUrl }` for an operator's request (X-Operator-Key), else nothing: tenants are not sent to the Web UI. */
+export function webUiLink(
+  config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE' | 'OPERATOR_API_KEYS'>,
+  req: Request | undefined,
+  workflowId: string,
+): { webUiUrl?: string } {
+  return req && isOperator(req, config.OPERATOR_API_KEYS) ? { webUiUrl: webUiUrl(config, workflowId) } : {};
+}
+
 export const AcceptedSchema = z.object({
   id: z.string(),
   status: z.literal('running'),
   statusUrl: z.string(),
-  webUiUrl: z.string(),
+  webUiUrl: z.string().optional().describe('The run in the Temporal Web UI: only for operators (X-Operator-Key)'),
 });
 export const CancellingSchema = z.object({ id: z.string(), status: z.literal('cancelling') });
 
 /** The 202 body of a started workflow whose status is `GET /<collection>/:id`. */
 export function acceptedBody(
-  config: Pick<Config, 'API_PUBLIC_URL' | 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>,
+  config: Pick<Config, 'API_PUBLIC_URL' | 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE' | 'OPERATOR_API_KEYS'>,
   collection: string,
   id: string,
+  req?: Request,
 ): z.infer<typeof AcceptedSchema> {
   return {
     id,
     status: 'running',
     statusUrl: `${config.API_PUBLIC_URL}/${collection}/${id}`,
-    webUiUrl: webUiUrl(config, id),
+    ...webUiLink(config, req, id),
   };
 }
 

@@ -60,3 +60,19 @@ export function assertTenant(resourceTenant: string | undefined, req: Request, w
     throw new HttpError(404, 'not_found', `${what} not found`);
   }
 }
+
+/** Header an operator adds to a tenant's request to get operator-only fields (the Temporal Web UI link). */
+export const OPERATOR_KEY_HEADER = 'x-operator-key';
+
+/**
+ * Whether the request carries an operator key (OPERATOR_API_KEYS) in `X-Operator-Key`. Tenants never get the Web
+ * UI link: the UI shows every tenant's histories, so only operators are sent there.
+ */
+export function isOperator(req: Request, operatorKeys: readonly string[]): boolean {
+  const given = req.get(OPERATOR_KEY_HEADER);
+  if (!given) return false;
+  const digest = sha256(given);
+  let ok = false;
+  for (const k of operatorKeys) if (timingSafeEqual(sha256(k), digest)) ok = true;
+  return ok;
+}

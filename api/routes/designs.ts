@@ -17,7 +17,7 @@ import { idempotencyKeyOf, idempotentId } from '../idempotency';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
-import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiUrl } from '../workflow-routes';
+import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiLink } from '../workflow-routes';
 import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
@@ -191,13 +191,13 @@ export function designsRouter(deps: ApiDeps): Router {
     res
       .status(202)
       .location(`/designs/${id}`)
-      .json(acceptedBody(config, 'designs', id));
+      .json(acceptedBody(config, 'designs', id, req));
   });
 
   router.get('/designs/:id', async (req, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const { handle, desc } = await owned(req, id);
-    const base = { id, webUiUrl: webUiUrl(config, id), startedAt: desc.startTime.toISOString() };
+    const base = { id, ...webUiLink(config, req, id), startedAt: desc.startTime.toISOString() };
     if (desc.status.name === 'RUNNING') {
       const status = await handle.query(designStatusQuery);
       res.json({ ...base, status: 'running', ...status });

@@ -5,7 +5,7 @@
  * `POST /jobs/:id/cancel` kills it; `GET /jobs/:id/outputs/:name` streams a file the script wrote to /out;
  * `GET /usage` aggregates metered tokens and cost per function and model.
  */
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { HttpError } from '../../common/errors';
@@ -16,7 +16,7 @@ import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { idempotencyKeyOf, idempotentId } from '../idempotency';
-import { webUiUrl } from '../workflow-routes';
+import { webUiLink } from '../workflow-routes';
 import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
@@ -24,6 +24,7 @@ import { checkEntryName } from '../../lib/zip/extract';
 import {
   aggregateUsage,
   createJobRecord,
+  decodeJobCursor,
   getFunction,
   getJobRecord,
   getJobResult,
@@ -81,7 +82,12 @@ const UsageQuerySchema = z
   })
   .strict();
 
-const AcceptedSchema = z.object({ jobId: z.string(), status: z.string(), statusUrl: z.string(), webUiUrl: z.string() });
+const AcceptedSchema = z.object({
+  jobId: z.string(),
+  status: z.string(),
+  statusUrl: z.string(),
+  webUiUrl: z.string().optional().describe('The run in the Temporal Web UI: only for operators (X-Operator-Key)'),
+});
 
 registerRoute({
   method: 'post',
@@ -136,11 +142,11 @@ const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 export function jobsRouter(deps: ApiDeps): Router {
   const { config, temporal, storage, catalog } = deps;
   const router = Router();
-  const accepted = (job: Pick<JobRecord, 'jobId' | 'status'>) => ({
+  const accepted = (req: Request, job: Pick<JobRecord, 'jobId' | 'status'>) => ({
     jobId: job.jobId,
     status: job.status,
     statusUrl: `${config.API_PUBLIC_URL}/jobs/${job.jobId}`,
-    webUiUrl: webUiUrl(config, job.jobId),
+    ...webUiLink(config, req, job.jobId),
   });
   const ownJob = async (tenantId: string, jobId: string) => {
     // The key is scoped by tenant: another tenant's job is not found (404, no existence leak).
@@ -156,7 +162,7 @@ export function jobsRouter(deps: ApiDeps): Router {
     const jobId = idempotentId('job', tenantId, idemKey);
     if (idemKey) {
       const existing = await getJobRecord(storage, tenantId, jobId);
-      if (existing) return void res.status(202).location(`/jobs/${jobId}`).json(accepted(existing));
+      if (existing) return void res.status(202).location(`/jobs/${jobId}`).json(accepted(req, existing));
     }
     const fn = await getFunction(storage, tenantId, body.functionId, body.functionVersion);
     if (!fn) {
@@ -200,7 +206,8 @@ export function jobsRouter(deps: ApiDeps): Router {
         outputLimitBytes: config.JOB_OUTPUT_LIMIT_BYTES,
         maxLlmCalls: Math.min(body.maxLlmCalls ?? config.JOB_MAX_LLM_CALLS, config.JOB_MAX_LLM_CALLS),
         maxTokens: Math.min(body.maxTokens ?? config.JOB_MAX_TOKENS, config.JOB_MAX_TOKENS),
-        defaultNumPredict: body.maxTokensPerCall,
+        // Sent on every call that names no num_predict (the workflow reserves it against maxTokens).
+        defaultNumPredict: body.maxTokensPerCall ?? config.LLM_NUM_PREDICT.job.default,
         // SDK calls asking for more (or for an unbounded -1) are refused by the workflow with this max.
         maxNumPredict,
       },
@@ -235,11 +242,14 @@ export function jobsRouter(deps: ApiDeps): Router {
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }
-    res.status(202).location(`/jobs/${jobId}`).json(accepted(record));
+    res.status(202).location(`/jobs/${jobId}`).json(accepted(req, record));
   });
 
   router.get('/jobs', async (req, res) => {
     const q = parse(ListQuerySchema, req.query, 'query');
+    if (q.cursor !== undefined && !decodeJobCursor(tenantOf(req), q.cursor)) {
+      throw new HttpError(400, 'invalid_request', 'query.cursor: not a nextCursor of this list');
+    }
     const page = await listJobRecords(storage, tenantOf(req), q);
     res.json({ jobs: page.jobs, nextCursor: page.nextCursor ?? null });
   });
@@ -253,7 +263,7 @@ export function jobsRouter(deps: ApiDeps): Router {
       await waitForClose(temporal.workflow.getHandle(job.workflowId), waitMs);
       job = await ownJob(tenantOf(req), id);
     }
-    const out: Record<string, unknown> = { ...job, webUiUrl: webUiUrl(config, id) };
+    const out: Record<string, unknown> = { ...job, ...webUiLink(config, req, id) };
     delete out.tenantId;
     if (FINAL.has(job.status)) {
       out.result = await getJobResult(storage, job);

@@ -16,7 +16,7 @@ import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { idempotencyKeyOf, idempotentId, bodyHash } from '../idempotency';
-import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiUrl } from '../workflow-routes';
+import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiLink } from '../workflow-routes';
 import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
@@ -67,7 +67,7 @@ const StatusSchema = z.object({
     })
     .optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
-  webUiUrl: z.string(),
+  webUiUrl: z.string().optional().describe('The run in the Temporal Web UI: only for operators (X-Operator-Key)'),
 });
 
 registerRoute({
@@ -156,7 +156,7 @@ export function promptsRouter(deps: ApiDeps): Router {
     res
       .status(202)
       .location(`/prompts/${id}`)
-      .json(acceptedBody(config, 'prompts', id));
+      .json(acceptedBody(config, 'prompts', id, req));
   });
 
   router.get('/prompts/:id', async (req: Request, res) => {
@@ -175,7 +175,7 @@ export function promptsRouter(deps: ApiDeps): Router {
       modelId: desc.typedSearchAttributes.get(SearchAttributeKey.ModelId),
       startedAt: desc.startTime.toISOString(),
       ...(desc.closeTime ? { closedAt: desc.closeTime.toISOString() } : {}),
-      webUiUrl: webUiUrl(config, id),
+      ...webUiLink(config, req, id),
     };
     if (status !== 'running' && status !== 'unknown') {
       try {

@@ -167,8 +167,9 @@ export function v1Router(ai: AiServer): Router {
   const { config, catalog } = ai.deps;
   const router = Router();
   // Mounted at / with full paths, so the route table (and OpenAPI) lists them as served.
-  router.use('/v1', express.json({ limit: config.API_BODY_LIMIT_BYTES }));
+  // Authenticate before reading the body: an anonymous caller cannot make us parse 1 MiB of JSON.
   router.use('/v1', authenticate(config.API_KEYS));
+  router.use('/v1', express.json({ limit: config.API_BODY_LIMIT_BYTES }));
 
   router.post('/v1/chat/completions', async (req, res) => {
     const resume = parseEventId(req.get('last-event-id'));

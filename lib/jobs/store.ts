@@ -178,6 +178,27 @@ export async function getJobResult(storage: Storage, record: JobRecord): Promise
   return record.result;
 }
 
+/**
+ * The list position a `nextCursor` of `tenantId`'s job list encodes, or undefined when `cursor` is not one (not
+ * base64url JSON of string keys, or another tenant's position): the API answers 400, never a store error.
+ */
+export function decodeJobCursor(tenantId: string, cursor: string): Record<string, string> | undefined {
+  let key: unknown;
+  try {
+    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!key || typeof key !== 'object' || Array.isArray(key)) return undefined;
+  const entries = Object.entries(key as Record<string, unknown>);
+  const names = new Set(['pk', 'sk', 'gsi1pk', 'gsi1sk']);
+  if (entries.length !== names.size || !entries.every(([k, v]) => names.has(k) && typeof v === 'string')) {
+    return undefined;
+  }
+  const k = key as Record<string, string>;
+  return k.pk === tenantPk(tenantId) && k.gsi1pk === tenantPk(tenantId) ? k : undefined;
+}
+
 export async function listJobRecords(
   storage: Storage,
   tenantId: string,
@@ -202,9 +223,7 @@ export async function listJobRecords(
     ExpressionAttributeValues: values,
     ScanIndexForward: false,
     Limit: opts.limit,
-    ExclusiveStartKey: opts.cursor
-      ? (JSON.parse(Buffer.from(opts.cursor, 'base64url').toString('utf8')) as never)
-      : undefined,
+    ExclusiveStartKey: opts.cursor ? decodeJobCursor(tenantId, opts.cursor) : undefined,
   };
   if (filters.length) input.FilterExpression = filters.join(' AND ');
   if (Object.keys(names).length) input.ExpressionAttributeNames = names;

@@ -19,6 +19,7 @@ interface Service {
   environment?: Record<string, string | number | boolean>;
   volumes?: string[];
   ports?: string[];
+  networks?: string[];
   user?: string;
   depends_on?: Record<string, { condition: string }>;
   deploy?: {
@@ -30,6 +31,7 @@ interface Service {
 const compose = parse(read('docker-compose.yml'), { merge: true }) as {
   services: Record<string, Service>;
   volumes?: Record<string, unknown>;
+  networks?: Record<string, { internal?: boolean } | null>;
 };
 const services = compose.services;
 const svc = (name: string): Service => {
@@ -162,11 +164,30 @@ describe('docker-compose.yml', () => {
     expect(read('Dockerfile')).toMatch(/ENTRYPOINT \["node"/);
   });
 
-  it('exposes the API, the Temporal frontend and the Web UI', () => {
+  it('exposes the API only: Temporal, the Web UI and the emulator are on the internal network, unpublished', () => {
     expect(svc('api').ports).toContain('8080:8080');
     expect(loadConfig(envOf(svc('api'))).API_HOST).toBe('0.0.0.0');
-    expect(svc('temporal').ports).toContain('7233:7233');
-    expect(svc('temporal-ui').ports?.some((p) => p.endsWith(':8080'))).toBe(true);
+    // Whoever reaches these reads every tenant's data (histories, packages, outputs) with no authentication.
+    for (const name of ['temporal', 'temporal-ui', 'moto', 'postgresql', 'pgvector', 'temporal-setup']) {
+      expect({ name, ports: svc(name).ports }).toEqual({ name, ports: undefined });
+      expect({ name, networks: svc(name).networks }).toEqual({ name, networks: ['backend'] });
+    }
+    expect(compose.networks?.backend?.internal).toBe(true);
+    // Every service that publishes a port is an app service, and only the API does.
+    const published = Object.entries(services).filter(([, s]) => (s.ports ?? []).length > 0);
+    expect(published.map(([name]) => name)).toEqual(['api']);
+    // The app services reach Temporal and the emulator over `backend`.
+    for (const name of ['api', 'orchestrator', 'executor', 'llm-worker-gpu0']) {
+      expect({ name, backend: svc(name).networks?.includes('backend') }).toEqual({ name, backend: true });
+    }
+  });
+
+  it('publishes the Web UI only on the loopback, and only with the operators’ override', () => {
+    const ops = parse(read('docker-compose.ops.yml')) as { services: Record<string, Service> };
+    expect(Object.keys(ops.services)).toEqual(['temporal-ui']);
+    const ports = ops.services['temporal-ui']!.ports ?? [];
+    expect(ports.length).toBeGreaterThan(0);
+    for (const p of ports) expect(p).toMatch(/^127\.0\.0\.1:/);
   });
 
   it('only depends on services that exist', () => {
