@@ -147,7 +147,7 @@ export function createDesignActivities({ storage, repoDir }: DesignDeps) {
       const tmp = await mkdtemp(path.join(os.tmpdir(), 'ainode-bundle-'));
       try {
         const file = path.join(tmp, 'repo.bundle');
-        await git(dir, ['bundle', 'create', '-q', file, 'main']);
+        await git(dir, ['bundle', 'create', '-q', file, 'HEAD', 'main']);
         await storage.putObject(designRepoKey(input.designId), await readFile(file), 'application/x-git-bundle');
       } finally {
         await rm(tmp, { recursive: true, force: true });

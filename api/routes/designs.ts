@@ -21,6 +21,7 @@ import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiLin
 import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
+import { designViewsRouter } from './design-views';
 import {
   designAnswersSignal,
   designMessageSignal,
@@ -293,6 +294,8 @@ export function designsRouter(deps: ApiDeps): Router {
     obj.body.pipe(res);
   });
 
+  // Live events, the diagram and the revisions (design-views.ts).
+  router.use(designViewsRouter(deps));
   return router;
 }
 

@@ -278,6 +278,16 @@ export function generationSchema(
       },
     };
   }
+  properties.outputs = {
+    type: 'array',
+    maxItems: 4,
+    items: {
+      type: 'object',
+      properties: { name: { type: 'string', maxLength: 60 }, value: { type: 'string', maxLength: 200 } },
+      required: ['name', 'value'],
+      additionalProperties: false,
+    },
+  };
   return { type: 'object', properties, required: ['attributes'], additionalProperties: false };
 }
 

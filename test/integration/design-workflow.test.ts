@@ -20,19 +20,22 @@ import { llmQueue } from '../../common/task-queues';
 import { type LlmChatInput } from '../../contracts/llm';
 import {
   designAnswersSignal,
+  designEventsQuery,
   designMessageSignal,
   designStatusQuery,
   submitDesignAnswersUpdate,
 } from '../../contracts/definitions';
 import { infraDesignWorkflow } from '../../workflows/design/workflow';
 import { infraDesignV1Workflow } from '../../workflows/design/v1-workflow';
-import type { DesignStatus, InfraDesignInput } from '../../contracts/design';
+import { designRepoKey, type DesignStatus, type InfraDesignInput } from '../../contracts/design';
 import { KEYWORD_INVALID_REPLY } from '../../workflows/design/fallback';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { createTemporalEnv, testConfig, uid } from '../helpers/env';
 import { recordHistory } from '../helpers/histories';
 import { parse } from '@cdktf/hcl2json';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -147,7 +150,10 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
         logger: quiet,
       })),
       // terraform is not run here (null): these paths are about the graph; validation is the parser + static checks.
-      activities: { ...createTerraformActivities({ terraformBin: null }), ...createDesignActivities({ storage }) },
+      activities: {
+        ...createTerraformActivities({ terraformBin: null }),
+        ...createDesignActivities({ storage, repoDir: mkdtempSync(path.join(os.tmpdir(), 'design-repos-')) }),
+      },
     });
     workers = runWorkers([llm, orchestrator]);
   });
@@ -242,7 +248,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
 
     const result = await handle.result();
     expect(result.phase).toBe('completed');
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     // Answers to the table's questions are the requirements as the user wrote them.
     expect(result.requirements).toMatchObject({
       region: 'ap-northeast-2',
@@ -367,7 +373,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const handle = await start(README_REQUEST);
     const result = await handle.result();
     expect(result.phase).toBe('completed');
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     expect(result.validation?.diagnostics).toEqual([]);
     expect(requestsOf('plan').length - before.plan).toBe(2);
     expect(requestsOf('generate').length - before.generate).toBe(2 * 5);
@@ -438,7 +444,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const before = requestsOf('plan').length;
     const result = await (await start('a bucket with versioning')).result();
     expect(result.phase).toBe('completed');
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     expect(requestsOf('plan').length - before).toBe(1);
     expect(result.llmPaths.plan).toBe('model');
     expect(result.plan?.resources.map((r) => r.dependsOn)).toEqual([[], ['data']]);
@@ -486,7 +492,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const before = requestsOf('gather').length;
     const result = await (await start('a bucket with versioning in eu-west-1 for production')).result();
     expect(result.phase).toBe('completed');
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     // One retry of the call itself, with the same options; then the keyword requirements.
     const gathers = requestsOf('gather').slice(before);
     expect(gathers.map((r) => r.options?.temperature)).toEqual([0, 0]);
@@ -543,7 +549,8 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
   const brokenGenerate = (req: FakeRequest) => {
     const type = /Resource: (\w+)\./.exec(userText(req))?.[1];
     return type === 'aws_s3_bucket'
-      ? { attributes: { bucket: 'acme-data', kms_key: 'aws_kms_key.missing.arn' } }
+      ? // Every argument is in the provider schema; the reference is not declared.
+        { attributes: { bucket: 'acme-data', policy: 'aws_kms_key.missing.arn' } }
       : generated(req);
   };
 
@@ -552,12 +559,12 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       generate: brokenGenerate,
       fix: (req) => {
         const main = /--- main\.tf\n([\s\S]*?)(?=\n--- |$)/.exec(userText(req))?.[1] ?? '';
-        return { files: [{ name: 'main.tf', content: main.replace(/\n\s*kms_key = aws_kms_key\.missing\.arn/, '') }] };
+        return { files: [{ name: 'main.tf', content: main.replace(/\n\s*policy = aws_kms_key\.missing\.arn/, '') }] };
       },
     });
     const handle = await start('a bucket with versioning');
     const result = await handle.result();
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     expect(result.validation?.ok).toBe(true);
     const fixes = requestsOf('fix');
     expect(userText(fixes[fixes.length - 1]!)).toContain('reference to undeclared resource "aws_kms_key.missing"');
@@ -607,18 +614,137 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const first = await waitFor(handle, (s) => s.phase === 'completed');
     expect(first.revision).toBe(1);
     expect(first.plan?.resources).toHaveLength(2);
+    const generateBefore = requestsOf('generate').length;
     await handle.signal(designMessageSignal, { message: 'add a logs bucket' });
     const second = await waitFor(handle, (s) => s.revision === 2 && s.phase === 'completed');
     expect(second.plan?.resources.map((r) => r.id).sort()).toEqual(['data', 'logs', 'ver']);
     expect(second.plan?.levels).toEqual([['data', 'logs'], ['ver']]);
-    expect(second.terraformValidated).toBe(true);
+    expect(second.schemaCheck).toBe('passed');
     const lastGather = requestsOf('gather').pop()!;
     expect(userText(lastGather)).toContain('Change request: add a logs bucket');
     const main = Buffer.from(
       (await storage.getObjectBytes(second.files.find((f) => f.name === 'main.tf')!.key))!,
     ).toString();
     expect(main).toContain('resource "aws_s3_bucket" "logs"');
+    // The revision started from the previous files: only the new resource was generated.
+    expect(requestsOf('generate').length - generateBefore).toBe(1);
+    expect(userText(requestsOf('generate').pop()!)).toContain('Resource: aws_s3_bucket.logs');
+    // Both revisions are commits of the design's git repository; the second one's diff adds the logs bucket.
+    expect(second.revisions.map((r) => r.revision)).toEqual([1, 2]);
+    expect(second.revisions[0]!.message).toBe('revision 1: a bucket with versioning');
+    expect(second.revisions[1]!.message).toBe('revision 2: add a logs bucket');
+    expect(second.revisions[1]!.diff).toContain('+resource "aws_s3_bucket" "logs" {');
+    expect(second.revisions[1]!.diff).not.toMatch(/^-resource "aws_s3_bucket" "data"/m);
+    expect(second.revisions[1]!.added).toBeGreaterThan(0);
+    expect(second.revisions[1]!.commit).toMatch(/^[0-9a-f]{40}$/);
+    // The repository is in S3 as a git bundle: a clone of it has both commits.
+    const bundle = await storage.getObjectBytes(designRepoKey(handle.workflowId));
+    expect(bundle).toBeDefined();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'design-bundle-'));
+    try {
+      writeFileSync(path.join(dir, 'repo.bundle'), bundle!);
+      execFileSync('git', ['clone', '-q', path.join(dir, 'repo.bundle'), path.join(dir, 'clone')]);
+      const log = execFileSync('git', ['log', '--format=%H %s'], { cwd: path.join(dir, 'clone') }).toString();
+      expect(log.trim().split('\n')).toEqual([
+        `${second.revisions[1]!.commit} revision 2: add a logs bucket`,
+        `${second.revisions[0]!.commit} revision 1: a bucket with versioning`,
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     await handle.terminate('test done');
+  });
+
+  it('drops arguments the provider schema does not know, and reports which checks ran', async () => {
+    script(fake, {
+      generate: (req) =>
+        /Resource: aws_s3_bucket\./.exec(userText(req))
+          ? { attributes: { bucket: 'acme-data', versioning_enabled: true, force_destroy: 'maybe' } }
+          : generated(req),
+    });
+    const handle = await start('a bucket with versioning');
+    const result = await handle.result();
+    expect(result.phase).toBe('completed');
+    expect(result.notes).toEqual([
+      'generate:data: dropped versioning_enabled: unsupported argument; force_destroy: must be a bool ' +
+        '(not in the provider schema)',
+    ]);
+    expect(result.llmPaths['generate:data']).toBe('model');
+    // The generator's call was constrained by the resource's own schema (Ollama's format).
+    const call = requestsOf('generate').find((r) => userText(r).includes('Resource: aws_s3_bucket.data'))!;
+    const format = call.format as { properties: { attributes: { properties: Record<string, unknown> } } };
+    expect(Object.keys(format.properties.attributes.properties)).toContain('force_destroy');
+    expect(Object.keys(format.properties.attributes.properties)).not.toContain('versioning_enabled');
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
+    expect(main).toContain('bucket = "acme-data"');
+    expect(main).not.toContain('versioning_enabled');
+    expect(main).not.toContain('force_destroy');
+    // The schema check ran and passed; terraform validate did not run, so the design is not "validated".
+    expect(result.schemaCheck).toBe('passed');
+    expect(result.validation?.schemaCheck).toMatchObject({ status: 'passed', errors: 0, checked: 2 });
+    expect(result.terraformValidate).toBe('not_run');
+    expect(result.terraformValidated).toBe(false);
+    expect(result.diagram).toContain('flowchart LR');
+    expect(result.diagram).toContain('r_ver --> r_data');
+    // The progress events, in order, resumable from any seq.
+    const page = await handle.query(designEventsQuery, { after: 0 });
+    const types = page.events.map((e) => e.type);
+    expect(types[0]).toBe('node_start');
+    expect(types).toEqual(expect.arrayContaining(['plan', 'resource', 'validation', 'files', 'revision']));
+    expect(types[types.length - 1]).toBe('done');
+    expect(page.events.map((e) => e.seq)).toEqual(page.events.map((_e, i) => i + 1));
+    const resource = page.events.find((e) => e.type === 'resource' && e.resource === 'data');
+    expect(resource).toMatchObject({ address: 'aws_s3_bucket.data', path: 'model' });
+    expect((resource as { dropped: string[] }).dropped).toHaveLength(1);
+    const later = await handle.query(designEventsQuery, { after: 5 });
+    expect(later.events[0]!.seq).toBe(6);
+    expect(later.idle).toBe(true);
+    await recordHistory('design-v2-provider-schema', handle);
+  });
+
+  it('catches a schema violation the fix pass introduced and sends the schema’s error to the next pass', async () => {
+    script(fake, {
+      generate: brokenGenerate,
+      fix: (req, call) => {
+        const main = /--- main\.tf\n([\s\S]*?)(?=\n--- |$)/.exec(userText(req))?.[1] ?? '';
+        // The first pass fixes the reference but invents an argument; the second removes it.
+        const fixed = main.replace(/\n\s*policy = aws_kms_key\.missing\.arn/, '');
+        return {
+          files: [
+            {
+              name: 'main.tf',
+              content:
+                call === 0
+                  ? fixed.replace('bucket = "acme-data"', 'bucket = "acme-data"\n  acceleration = "fast"')
+                  : fixed.replace(/\n\s*acceleration = "fast"/, ''),
+            },
+          ],
+        };
+      },
+    });
+    const handle = await start('a bucket with versioning', { maxFixIterations: 3 });
+    const result = await handle.result();
+    const fixes = requestsOf('fix').slice(-2);
+    expect(userText(fixes[0]!)).toContain('reference to undeclared resource "aws_kms_key.missing"');
+    expect(userText(fixes[1]!)).toContain(
+      'ERROR [schema] main.tf: aws_s3_bucket.data: unsupported argument or block "acceleration"',
+    );
+    expect(result.validation?.ok).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
+    const status = await handle.query(designStatusQuery);
+    expect(status.steps.map((s) => s.node).filter((n) => n === 'validate' || n === 'fix')).toEqual([
+      'validate',
+      'fix',
+      'validate',
+      'fix',
+      'validate',
+    ]);
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
+    expect(main).not.toContain('acceleration');
   });
 
   it('v1 graph: consultant asks, engineer ⇄ lead until approval, then files', async () => {
@@ -655,7 +781,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(ack.accepted).toEqual(['q1']);
     const result = await handle.result();
     expect(result.graph).toBe('v1');
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     expect(result.llmPaths).toEqual({
       consultant: 'model',
       promptGenerator: 'model',
@@ -701,11 +827,15 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       args: [{ designId, request: README_REQUEST, model: MODEL, followUpWindow: '1 second' }],
     });
     const result = await handle.result();
-    expect(result.terraformValidated).toBe(true);
+    expect(result.schemaCheck).toBe('passed');
     expect(result.llmPaths.engineer).toBe('fallback');
     expect(result.notes[0]).toMatch(
       /^engineer: fallback, keyword plan with default bodies \(first reply: \$\.resources\[0\]\.type/,
     );
     expect(result.plan?.resources.map((r) => r.type)).toContain('aws_cloudfront_distribution');
+    // v1 on the shared engine commits its revision and draws its diagram too.
+    expect(result.revisions.map((r) => r.revision)).toEqual([1]);
+    expect(result.diagram).toContain('aws_cloudfront_distribution.cdn');
+    await recordHistory('design-v1-provider-schema', handle);
   });
 });

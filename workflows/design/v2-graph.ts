@@ -47,6 +47,7 @@ import {
   routeMessages,
 } from './prompts';
 import {
+  bySchema,
   FIX_SCHEMA,
   MAX_QUESTIONS,
   PLAN_SCHEMA,
@@ -142,12 +143,15 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
       what: `${r.id} (${r.type}.${r.name})`,
       kind: 'design.generate',
       messages: generateMessages(r, s),
+      // The model decodes under the resource's own schema; a reply is judged by the generic shape, so an
+      // argument the provider does not know is dropped below (and noted), not a reason to discard the reply.
       schema: schema ?? RESOURCE_SCHEMA,
+      accept: bySchema<GeneratedResource>(RESOURCE_SCHEMA),
     });
     const fallback = defaultResource(r, s.resources);
     const conformed = out.value ? await acts.conform(r.type, out.value, fallback) : undefined;
     const gen: GeneratedResource = conformed
-      ? { ...conformed.resource, outputs: fallback.outputs, extra: fallback.extra }
+      ? { ...conformed.resource, outputs: conformed.resource.outputs ?? fallback.outputs, extra: fallback.extra }
       : fallback;
     const extra = conformed?.dropped.length
       ? [`generate:${r.id}: dropped ${conformed.dropped.join('; ')} (not in the provider schema)`.slice(0, 400)]
@@ -252,10 +256,10 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
       const previous = options.providerSchema ? s.resources : [];
       if (previous.length) {
         // A revision starts from the previous design: its resources (and their generated code) stay; the plan
-        // adds resources of types the design does not have yet.
-        const have = new Set(previous.map((r) => r.type));
+        // adds the resources whose id and address the design does not have yet.
+        const have = new Set(previous.map((r) => `${r.type}.${r.name}`));
         const ids = new Set(previous.map((r) => r.id));
-        const added = resources.filter((r) => !have.has(r.type) && !ids.has(r.id));
+        const added = resources.filter((r) => !have.has(`${r.type}.${r.name}`) && !ids.has(r.id));
         const addedIds = new Set(added.map((r) => r.id));
         resources = [
           ...previous,
