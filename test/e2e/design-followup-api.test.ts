@@ -244,3 +244,86 @@ describe('POST /designs with graph "v1"', () => {
     await env.client.workflow.getHandle(id).terminate('test done');
   });
 });
+
+/** Reads a whole SSE response (the design stream ends after its `done` event) into its events. */
+async function readEvents(id: string, headers: Record<string, string> = {}, query = '') {
+  const res = await request(app)
+    .get(`/designs/${id}/events${query}`)
+    .set({ ...auth(), ...headers })
+    .buffer(true)
+    .parse((r, cb) => {
+      let text = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => (text += c));
+      r.on('end', () => cb(null, text));
+    });
+  const events = String(res.body)
+    .split('\n\n')
+    .filter((f) => f.startsWith('id: '))
+    .map((f) => {
+      const id = Number(/^id: (\d+)/m.exec(f)![1]);
+      const type = /^event: (\w+)/m.exec(f)![1];
+      const data = JSON.parse(/^data: (.*)$/m.exec(f)![1]!) as Record<string, any>;
+      return { id, type, data };
+    });
+  return { res, events };
+}
+
+describe('GET /designs/:id/events, /diagram and /revisions', () => {
+  it('streams the progress (resumable), draws the diagram and lists the revisions with their diffs', async () => {
+    const id = await startDesign({ request: 'An S3 bucket with versioning for our data' });
+    // The stream follows the design until the revision is done, whenever the client connects.
+    const { res, events } = await readEvents(id);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe('node_start');
+    expect(types[types.length - 1]).toBe('done');
+    expect(types).toEqual(expect.arrayContaining(['plan', 'resource', 'validation', 'files', 'revision']));
+    expect(events.map((e) => e.id)).toEqual(events.map((_e, i) => i + 1));
+    expect(events.find((e) => e.type === 'plan')!.data.plan.resources).toHaveLength(2);
+    const validation = events.find((e) => e.type === 'validation')!.data;
+    expect(validation).toMatchObject({ ok: true, schemaCheck: 'passed', terraformValidate: expect.any(String) });
+    expect(events[events.length - 1]!.data).toMatchObject({ phase: 'completed', revision: 1 });
+
+    // A reconnect with Last-Event-ID gets only what came after it.
+    const resumed = await readEvents(id, { 'Last-Event-ID': '3' });
+    expect(resumed.events.map((e) => e.id)).toEqual(events.slice(3).map((e) => e.id));
+    expect(resumed.events.map((e) => e.type)).toEqual(types.slice(3));
+    const bad = await request(app)
+      .get(`/designs/${id}/events`)
+      .set({ ...auth(), 'Last-Event-ID': 'abc' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/^headers/);
+    expect((await request(app).get(`/designs/${id}/events`).set(auth(OTHER))).status).toBe(404);
+
+    // The diagram: Mermaid text, and SVG rendered in Node.
+    const diagram = await request(app).get(`/designs/${id}/diagram`).set(auth());
+    expect(diagram.status).toBe(200);
+    expect(diagram.headers['content-type']).toMatch(/^text\/vnd\.mermaid/);
+    expect(diagram.text).toContain('flowchart LR');
+    expect(diagram.text).toContain('r_ver --> r_data');
+    const svg = await request(app).get(`/designs/${id}/diagram?format=svg`).set(auth()).buffer(true);
+    expect(svg.status).toBe(200);
+    expect(svg.headers['content-type']).toMatch(/^image\/svg\+xml/);
+    expect(String(svg.body ?? svg.text)).toContain('aws_s3_bucket.data');
+    const png = await request(app).get(`/designs/${id}/diagram?format=png`).set(auth());
+    expect(png.status).toBe(400);
+
+    // A follow-up: a new revision from the previous files, committed; the revisions list both with diffs.
+    expect((await request(app).post(`/designs/${id}/messages`).set(auth()).send({ message: FOLLOW_UP })).status).toBe(
+      202,
+    );
+    await pollUntil(id, (b) => b.revision === 2 && b.phase === 'completed');
+    const rev2 = await readEvents(id, { 'Last-Event-ID': String(events[events.length - 1]!.id) });
+    expect(rev2.events.every((e) => e.data.revision === 2)).toBe(true);
+    expect(rev2.events[rev2.events.length - 1]!.type).toBe('done');
+    const revisions = await request(app).get(`/designs/${id}/revisions`).set(auth());
+    expect(revisions.status).toBe(200);
+    expect(revisions.body.revisions.map((r: { revision: number }) => r.revision)).toEqual([1, 2]);
+    expect(revisions.body.revisions[1].message).toBe(`revision 2: ${FOLLOW_UP}`);
+    expect(revisions.body.revisions[1].diff).toContain('+resource "aws_s3_bucket" "logs" {');
+    expect(revisions.body.revisions[0].files).toEqual(['main.tf', 'outputs.tf', 'providers.tf', 'variables.tf']);
+    await env.client.workflow.getHandle(id).terminate('test done');
+  });
+});
