@@ -71,7 +71,7 @@ export interface ContainerResult {
   timedOut: boolean;
   oomKilled: boolean;
   /** Why the executor killed the container, if it did. */
-  killedBy?: 'timeout' | 'output_limit' | 'cancel';
+  killedBy?: 'timeout' | 'output_limit' | 'cancel' | 'disk_limit';
   durationMs: number;
   outputs: OutputFile[];
   /** Full stdout/stderr in S3 when longer than what travels inline. */

@@ -3,13 +3,15 @@
  * removes containers and work dirs that a previous life of this executor left behind (it died mid-job;
  * Temporal retries that job's activity after the heartbeat timeout, here or on another executor).
  */
-import { hostname, tmpdir } from 'node:os';
+import { hostname, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { cleanupExecutor, createExecutorActivities, type ExecutorDeps } from '../activities/executor';
 import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
+import { Admission, type AdmissionLimits } from '../lib/executor/admission';
+import { assertEngineSandbox, reapExpired } from '../lib/executor/container';
 import { removeStaleGatewayDirs } from '../lib/executor/stale-gateways';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
@@ -21,6 +23,14 @@ import { clientTracing, workerTracing } from '../lib/telemetry/tracing';
 const MAX_CONCURRENT_JOBS = 16;
 /** A running job is killed on shutdown past this grace (its activity is retried elsewhere). */
 const SHUTDOWN_GRACE = '10 seconds';
+/** Containers' memory limits may add up to this share of the host's memory; the rest is for the platform. */
+const MEMORY_BUDGET_SHARE = 0.75;
+/** Jobs of one tenant running at once on one executor; more wait for a slot. */
+const MAX_JOBS_PER_TENANT = 4;
+/** How often the reaper looks for job containers past their deadline (any executor's, e.g. one that died). */
+const REAP_INTERVAL_MS = 30_000;
+/** Containers without a deadline label (older executors) are reaped at this age: CONTAINER_RUN's start-to-close. */
+const REAP_MAX_AGE_MS = 70 * 60_000;
 
 export interface ExecutorWorkerOptions {
   connection: NativeConnection;
@@ -34,6 +44,9 @@ export interface ExecutorWorkerOptions {
   workRoot?: string;
   logger?: Logger;
   overrides?: Partial<WorkerOptions>;
+  /** Admission limits (default: 75% of the host's memory, 4 jobs per tenant). */
+  admission?: Partial<AdmissionLimits>;
+  reapIntervalMs?: number;
 }
 
 /** Default executor id: stable across restarts on the same host, so a restart finds its orphans. */
@@ -55,7 +68,14 @@ export async function createExecutorWorker(
     workRoot: opts.workRoot ?? path.join(tmpdir(), 'ainode-jobs', executorId),
     socketDir: config.GATEWAY_SOCKET_DIR,
     logger: opts.logger,
+    admission: new Admission({
+      memoryBudgetMb: Math.floor((totalmem() / 1_048_576) * MEMORY_BUDGET_SHARE),
+      maxJobsPerTenant: MAX_JOBS_PER_TENANT,
+      ...opts.admission,
+    }),
   };
+  // Jobs get the engine's default seccomp profile: refuse to run them on an engine that has none.
+  await assertEngineSandbox(deps.docker);
   const removed = await cleanupExecutor(deps);
   // Gateway socket dirs of jobs whose executor was killed (its sockets refuse connections): nobody serves them.
   const staleGateways = await removeStaleGatewayDirs(config.GATEWAY_SOCKET_DIR);
@@ -76,6 +96,18 @@ export async function createExecutorWorker(
     ...workerTracing({ bundled: true }),
     ...opts.overrides,
   });
+  // The reaper: job containers past their deadline go, whoever started them (their executor may be dead).
+  const reaper = setInterval(() => {
+    if (worker.getState() === 'STOPPED' || worker.getState() === 'FAILED') {
+      clearInterval(reaper);
+      return;
+    }
+    reapExpired(deps.docker, REAP_MAX_AGE_MS).then(
+      (ids) => ids.length && opts.logger?.warn({ ids }, `reaped ${ids.length} job container(s) past their deadline`),
+      (err: unknown) => opts.logger?.warn({ err }, 'container reaper failed'),
+    );
+  }, opts.reapIntervalMs ?? REAP_INTERVAL_MS);
+  reaper.unref();
   return { worker, removed };
 }
 

@@ -1,6 +1,7 @@
 /**
- * `runJobContainer`, the executor's one activity (queue `ainode-executor`): download the package, extract
- * it safely, start the AI gateway, run the locked-down container, collect `/out` to S3, clean up.
+ * `runJobContainer`, the executor's one activity (queue `ainode-executor`): wait for admission (host memory
+ * budget, per-tenant cap), download the package, extract it safely (heartbeating, cancellable), start the AI
+ * gateway, run the locked-down container with a quota on `/out`, collect `/out` to S3, clean up.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
@@ -14,13 +15,26 @@ import type { Logger } from '../../common/logger';
 import type { Storage } from '../../lib/storage/clients';
 import { INLINE_LOG_BYTES, type ContainerResult, type OutputFile, type RunContainerInput } from '../../contracts/jobs';
 import { CONTAINER_PATHS, removeOrphans, runContainer } from '../../lib/executor/container';
-import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, extractZip, type ArchiveLimits } from '../../lib/zip/extract';
+import {
+  ArchiveAborted,
+  ArchiveError,
+  DEFAULT_ARCHIVE_LIMITS,
+  extractZip,
+  type ArchiveLimits,
+} from '../../lib/zip/extract';
 import { startGateway } from '../../lib/executor/gateway';
+import { AdmissionRefused, tenantOfPackage, type Admission } from '../../lib/executor/admission';
+import { mountQuotaDir, unmountQuotaDir, type OutQuota } from '../../lib/executor/quota';
+import { ensurePrivateDir, unmountUnder } from '../../lib/executor/dirs';
 
 /** The SDK shipped with this checkout; bind-mounted read-only at /opt/ainode. */
 export const SDK_DIR = path.resolve(__dirname, '../../sdk/python');
 const OUTPUT_MAX_FILES = 100;
 const OUTPUT_MAX_BYTES = 100 * 1_048_576;
+/** The container's user; it owns /out. */
+const JOB_UID = 10001;
+/** The quota on /out while the job runs: the collection caps, with room for the directories holding the files. */
+export const OUT_QUOTA: OutQuota = { bytes: OUTPUT_MAX_BYTES, inodes: 2 * OUTPUT_MAX_FILES };
 
 export interface ExecutorDeps {
   docker: Docker;
@@ -36,11 +50,20 @@ export interface ExecutorDeps {
   socketDir: string;
   sdkDir?: string;
   archiveLimits?: ArchiveLimits;
+  /** Admission shared by every job of this executor (host memory budget, per-tenant cap); none: no wait. */
+  admission?: Admission;
+  /** Quota on /out (default OUT_QUOTA). */
+  outQuota?: OutQuota;
   logger?: Logger;
 }
 
 async function isRoot(): Promise<boolean> {
   return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** Too much in /out is the job's doing: not worth a retry. */
+function outputLimit(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: ErrorType.LimitExceeded, nonRetryable: true, message });
 }
 
 /** Uploads every regular file under `dir` (never following links the script may have planted). */
@@ -53,14 +76,14 @@ async function collectOutputs(storage: Storage, dir: string, prefix: string): Pr
       const name = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) await walk(name);
       else if (e.isFile()) {
-        if (files.length >= OUTPUT_MAX_FILES) throw new Error(`more than ${OUTPUT_MAX_FILES} files in /out`);
+        if (files.length >= OUTPUT_MAX_FILES) throw outputLimit(`more than ${OUTPUT_MAX_FILES} files in /out`);
         // O_NOFOLLOW: a file swapped for a symlink after readdir still cannot make us read the host.
         const fh = await fs.open(path.join(dir, name), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
         try {
           const stat = await fh.stat();
           if (!stat.isFile()) continue;
           total += stat.size;
-          if (total > OUTPUT_MAX_BYTES) throw new Error(`/out holds more than ${OUTPUT_MAX_BYTES} bytes`);
+          if (total > OUTPUT_MAX_BYTES) throw outputLimit(`/out holds more than ${OUTPUT_MAX_BYTES} bytes`);
           const body = await fh.readFile();
           const key = `${prefix}${name}`;
           await storage.putObject(key, body);
@@ -90,16 +113,42 @@ export function createExecutorActivities(deps: ExecutorDeps) {
       const jobDir = path.join(jobRoot, 'in');
       const outDir = path.join(jobRoot, 'out');
       const gatewayDir = path.join(deps.socketDir, name);
-      ctx.heartbeat({ phase: 'preparing', attempt });
-      await fs.rm(jobRoot, { recursive: true, force: true });
-      await fs.mkdir(jobDir, { recursive: true, mode: 0o755 });
-      await fs.mkdir(outDir, { recursive: true, mode: 0o755 });
-      await fs.mkdir(gatewayDir, { recursive: true, mode: 0o755 });
-      // The container user (10001) must be able to write /out.
-      if (await isRoot()) await fs.chown(outDir, 10001, 10001);
-      else await fs.chmod(outDir, 0o777);
+      const outQuota = deps.outQuota ?? OUT_QUOTA;
+      let release: (() => void) | undefined;
+      if (deps.admission) {
+        ctx.heartbeat({ phase: 'queued', attempt });
+        try {
+          release = await deps.admission.acquire(
+            { tenantId: tenantOfPackage(input.packageKey), memoryMb: input.limits.memoryMb },
+            { signal: ctx.cancellationSignal, onWait: () => ctx.heartbeat({ phase: 'queued', attempt }) },
+          );
+        } catch (err) {
+          if (ctx.cancellationSignal.aborted) throw new CancelledFailure('job cancelled while queued');
+          if (err instanceof AdmissionRefused) {
+            throw ApplicationFailure.create({
+              type: ErrorType.LimitExceeded,
+              nonRetryable: true,
+              message: err.message,
+            });
+          }
+          throw err;
+        }
+      }
       let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+      let outMounted = false;
       try {
+        ctx.heartbeat({ phase: 'preparing', attempt });
+        await fs.rm(jobRoot, { recursive: true, force: true });
+        await fs.mkdir(jobDir, { recursive: true, mode: 0o755 });
+        await fs.mkdir(outDir, { recursive: true, mode: 0o755 });
+        await fs.mkdir(gatewayDir, { recursive: true, mode: 0o755 });
+        // /out is a tmpfs of the quota's size where this process may mount; the watcher kills at the cap anyway.
+        outMounted = await mountQuotaDir(outDir, outQuota, JOB_UID, JOB_UID);
+        // The container user must be able to write /out.
+        if (!outMounted) {
+          if (await isRoot()) await fs.chown(outDir, JOB_UID, JOB_UID);
+          else await fs.chmod(outDir, 0o777);
+        }
         const pkg = await deps.storage.getObjectBytes(input.packageKey);
         if (!pkg) {
           throw ApplicationFailure.create({
@@ -109,8 +158,13 @@ export function createExecutorActivities(deps: ExecutorDeps) {
           });
         }
         try {
-          await extractZip(Buffer.from(pkg), path.join(jobDir, 'code'), deps.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS);
+          await extractZip(Buffer.from(pkg), path.join(jobDir, 'code'), deps.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS, {
+            // A big archive takes a while: heartbeat so Temporal does not start another copy, and stop on cancel.
+            signal: ctx.cancellationSignal,
+            onProgress: (p) => ctx.heartbeat({ phase: 'extracting', attempt, ...p }),
+          });
         } catch (err) {
+          if (err instanceof ArchiveAborted) throw new CancelledFailure('job cancelled during extraction');
           if (err instanceof ArchiveError) {
             throw ApplicationFailure.create({
               type: ErrorType.InvalidRequest,
@@ -159,6 +213,8 @@ export function createExecutorActivities(deps: ExecutorDeps) {
             pidsLimit: input.limits.pidsLimit,
             timeoutMs: input.limits.timeoutMs,
             outputLimitBytes: input.limits.outputLimitBytes,
+            outQuota: { ...outQuota, mounted: outMounted },
+            maxFileBytes: outQuota.bytes,
           },
           {
             signal: ctx.cancellationSignal,
@@ -169,7 +225,12 @@ export function createExecutorActivities(deps: ExecutorDeps) {
         );
         if (run.killedBy === 'cancel') throw new CancelledFailure('job cancelled: container killed');
         ctx.heartbeat({ phase: 'collecting', attempt });
-        const outputs = await collectOutputs(deps.storage, outDir, input.outputPrefix);
+        // Past its quota, /out is not collected: the job failed, and what it holds is the flood.
+        const outputs =
+          run.killedBy === 'disk_limit' ? [] : await collectOutputs(deps.storage, outDir, input.outputPrefix);
+        if (run.killedBy === 'disk_limit') {
+          run.stderr += `\n[ainode] killed: /out reached its quota (${outQuota.bytes} bytes, ${outQuota.inodes} entries)\n`;
+        }
         const logs = await Promise.all(
           (['stdout', 'stderr'] as const).map(async (stream) => {
             const text = run[stream];
@@ -197,8 +258,10 @@ export function createExecutorActivities(deps: ExecutorDeps) {
         };
       } finally {
         await gateway?.close();
+        if (outMounted) await unmountQuotaDir(outDir);
         await fs.rm(jobRoot, { recursive: true, force: true }).catch(() => undefined);
         await fs.rm(gatewayDir, { recursive: true, force: true }).catch(() => undefined);
+        release?.();
       }
     },
   };
@@ -209,8 +272,11 @@ export type ExecutorActivities = ReturnType<typeof createExecutorActivities>;
 /** At executor start: remove containers and work dirs a previous life of this executor left behind. */
 export async function cleanupExecutor(deps: Pick<ExecutorDeps, 'docker' | 'executorId' | 'workRoot' | 'socketDir'>) {
   const removed = await removeOrphans(deps.docker, deps.executorId);
+  // /out quota mounts of a previous life, before their dirs can be removed.
+  await unmountUnder(deps.workRoot);
   await fs.rm(deps.workRoot, { recursive: true, force: true }).catch(() => undefined);
-  await fs.mkdir(deps.workRoot, { recursive: true });
-  await fs.mkdir(deps.socketDir, { recursive: true });
+  // Not a directory someone else made (e.g. under /tmp) and could swap or read: ours, or refuse to start.
+  await ensurePrivateDir(deps.workRoot);
+  await ensurePrivateDir(deps.socketDir);
   return removed;
 }

@@ -1,14 +1,26 @@
 /**
  * One locked-down container run: no network, read-only root, tmpfs work dir, every capability dropped,
- * no-new-privileges, a non-root user, pids/memory(=swap)/CPU limits and a bounded log driver. Output is
- * demuxed from the attach stream with a cap per stream (overflow kills the container), a wall-clock timer
- * kills it too, OOM comes from inspect, and the container is removed whatever happens.
+ * no-new-privileges, Docker's default seccomp profile, a non-root user, pids/memory(=swap)/CPU limits,
+ * nofile/core/fsize ulimits and a bounded log driver. Output is demuxed from the attach stream with a cap per
+ * stream (overflow kills the container), a wall-clock timer kills it too, and so does an init inside the
+ * container (tini as PID 1 running `timeout -s KILL`), so the limit holds even if this process dies. A
+ * watcher kills it when `/out` reaches its quota. OOM comes from inspect; the container is removed whatever
+ * happens, and a reaper on any executor removes labelled containers past their deadline.
  */
 import { Writable } from 'node:stream';
 import type Docker from 'dockerode';
+import { outUsage, type OutQuota } from './quota';
 
 export const LABEL_JOB = 'ainode.job';
 export const LABEL_EXECUTOR = 'ainode.executor';
+/** Epoch ms after which the container has outlived its job's wall-clock limit: any executor's reaper removes it. */
+export const LABEL_DEADLINE = 'ainode.deadline';
+/** The in-container kill fires this long after the executor's own timer, so the executor normally reports it. */
+export const INNER_TIMEOUT_SLACK_MS = 2000;
+/** Time past the wall-clock limit before a reaper removes a container (start-up, collection, clock skew). */
+export const REAP_GRACE_MS = 60_000;
+/** Open files per process: enough for any script, not enough to exhaust the host's file table. */
+export const NOFILE_LIMIT = 1024;
 
 /** Mount points inside the container (fixed, so the SDK knows them). */
 export const CONTAINER_PATHS = {
@@ -36,6 +48,12 @@ export interface ContainerSpec {
   outputLimitBytes: number;
   /** Size of the tmpfs work dir (counts against the memory limit). */
   workDirMb?: number;
+  /** Quota on the host's /out dir: the watcher kills the container when it is reached. */
+  outQuota?: OutQuota;
+  /** Largest file a process may write (RLIMIT_FSIZE, bytes). */
+  maxFileBytes?: number;
+  /** Epoch ms for the deadline label (default: now + timeoutMs + REAP_GRACE_MS). */
+  deadlineAt?: number;
 }
 
 export interface RunOutcome {
@@ -46,7 +64,7 @@ export interface RunOutcome {
   stdoutTruncated: boolean;
   stderrTruncated: boolean;
   oomKilled: boolean;
-  killedBy?: 'timeout' | 'output_limit' | 'cancel';
+  killedBy?: 'timeout' | 'output_limit' | 'cancel' | 'disk_limit';
   durationMs: number;
 }
 
@@ -89,15 +107,23 @@ class CappedSink extends Writable {
   }
 }
 
+/** The command wrapped in `timeout -s KILL` (run under tini as PID 1): the wall-clock limit inside the container. */
+export function withInnerTimeout(cmd: string[], timeoutMs: number): string[] {
+  const seconds = ((timeoutMs + INNER_TIMEOUT_SLACK_MS) / 1000).toFixed(1);
+  return ['timeout', '-s', 'KILL', seconds, ...cmd];
+}
+
 export function containerCreateOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
   const memory = spec.memoryMb * 1_048_576;
+  const fsize = spec.maxFileBytes ?? 100 * 1_048_576;
+  const deadline = spec.deadlineAt ?? Date.now() + spec.timeoutMs + REAP_GRACE_MS;
   return {
     Image: spec.image,
-    Cmd: spec.cmd,
+    Cmd: withInnerTimeout(spec.cmd, spec.timeoutMs),
     User: spec.user,
     WorkingDir: CONTAINER_PATHS.work,
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    Labels: { [LABEL_JOB]: spec.jobId, [LABEL_EXECUTOR]: spec.executorId },
+    Labels: { [LABEL_JOB]: spec.jobId, [LABEL_EXECUTOR]: spec.executorId, [LABEL_DEADLINE]: String(deadline) },
     NetworkDisabled: true,
     AttachStdout: true,
     AttachStderr: true,
@@ -105,9 +131,18 @@ export function containerCreateOptions(spec: ContainerSpec): Docker.ContainerCre
     OpenStdin: false,
     HostConfig: {
       NetworkMode: 'none',
+      // tini as PID 1: it reaps zombies and, when `timeout` kills the script's group, the container ends.
+      Init: true,
       ReadonlyRootfs: true,
       CapDrop: ['ALL'],
+      // The engine's default seccomp profile applies unless a run opts out; the executor checks at start that
+      // the engine has one (assertEngineSandbox) and no run ever passes seccomp=unconfined.
       SecurityOpt: ['no-new-privileges'],
+      Ulimits: [
+        { Name: 'nofile', Soft: NOFILE_LIMIT, Hard: NOFILE_LIMIT },
+        { Name: 'core', Soft: 0, Hard: 0 },
+        { Name: 'fsize', Soft: fsize, Hard: fsize },
+      ],
       PidsLimit: spec.pidsLimit,
       Memory: memory,
       // Equal to Memory: no swap, so a memory hog hits the OOM killer instead of thrashing.
@@ -115,14 +150,15 @@ export function containerCreateOptions(spec: ContainerSpec): Docker.ContainerCre
       NanoCpus: Math.round(spec.cpus * 1e9),
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       Tmpfs: {
-        [CONTAINER_PATHS.work]: `rw,nosuid,nodev,size=${spec.workDirMb ?? 64}m,uid=10001,gid=10001,mode=0700`,
-        '/tmp': 'rw,nosuid,nodev,noexec,size=16m,mode=1777',
+        [CONTAINER_PATHS.work]: `rw,nosuid,nodev,size=${spec.workDirMb ?? 64}m,nr_inodes=4096,uid=10001,gid=10001,mode=0700`,
+        '/tmp': 'rw,nosuid,nodev,noexec,size=16m,nr_inodes=1024,mode=1777',
       },
       Binds: [
         `${spec.mounts.sdkDir}:${CONTAINER_PATHS.sdk}:ro`,
         `${spec.mounts.jobDir}:${CONTAINER_PATHS.job}:ro`,
         `${spec.mounts.outDir}:${CONTAINER_PATHS.out}:rw`,
-        `${spec.mounts.gatewayDir}:${CONTAINER_PATHS.gatewayDir}:rw`,
+        // Read-only: the script can connect to the socket but not replace or add files next to it.
+        `${spec.mounts.gatewayDir}:${CONTAINER_PATHS.gatewayDir}:ro`,
       ],
       AutoRemove: false,
     },
@@ -158,6 +194,7 @@ export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: R
   const err = new CappedSink(spec.outputLimitBytes, () => kill('output_limit'));
   let timer: NodeJS.Timeout | undefined;
   let ticker: NodeJS.Timeout | undefined;
+  let watcher: NodeJS.Timeout | undefined;
   const onAbort = () => kill('cancel');
   const started = Date.now();
   try {
@@ -189,6 +226,20 @@ export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: R
     // A cancel that came while it was starting found nothing to kill yet: kill it now.
     if (killedBy) killing = sigkill();
     timer = setTimeout(() => kill('timeout'), spec.timeoutMs);
+    if (spec.outQuota) {
+      const quota = spec.outQuota;
+      let checking = false;
+      watcher = setInterval(() => {
+        if (checking || killedBy) return;
+        checking = true;
+        outUsage(spec.mounts.outDir, quota)
+          .then((u) => {
+            if (u.over) kill('disk_limit');
+          })
+          .catch(() => undefined)
+          .finally(() => (checking = false));
+      }, quota.checkIntervalMs ?? 250);
+    }
     if (hooks.onProgress) {
       const progress = hooks.onProgress;
       ticker = setInterval(
@@ -199,10 +250,15 @@ export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: R
     const waited = (await container.wait()) as { StatusCode?: number };
     const durationMs = Date.now() - started;
     clearTimeout(timer);
+    clearInterval(watcher);
     await killing;
     // The attach stream ends right after the process; a short grace keeps a wedged stream from hanging us.
     await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]);
     const info = await container.inspect();
+    // The in-container `timeout` fired (SIGKILL, 137) before our timer could, e.g. on a busy host.
+    if (!killedBy && info.State.ExitCode === 137 && !info.State.OOMKilled && durationMs >= spec.timeoutMs) {
+      killedBy = 'timeout';
+    }
     return {
       containerId: container.id,
       exitCode: info.State.ExitCode ?? waited.StatusCode ?? null,
@@ -217,6 +273,7 @@ export async function runContainer(docker: Docker, spec: ContainerSpec, hooks: R
   } finally {
     clearTimeout(timer);
     clearInterval(ticker);
+    clearInterval(watcher);
     hooks.signal?.removeEventListener('abort', onAbort);
     await removeQuietly(container);
   }
@@ -242,4 +299,39 @@ export async function containersOfJob(docker: Docker, jobId: string): Promise<st
     filters: JSON.stringify({ label: [`${LABEL_JOB}=${jobId}`] }),
   });
   return list.map((c) => c.Id);
+}
+
+/**
+ * Removes job containers (of any executor) whose deadline label has passed: their executor died or lost
+ * them, and the in-container kill did not end them. Containers without a deadline label (older executors)
+ * count from their creation time plus `maxAgeMs`. Returns the ids removed.
+ */
+export async function reapExpired(
+  docker: Docker,
+  maxAgeMs: number,
+  opts: { now?: number; jobId?: string } = {},
+): Promise<string[]> {
+  const now = opts.now ?? Date.now();
+  const label = opts.jobId ? `${LABEL_JOB}=${opts.jobId}` : LABEL_JOB;
+  const list = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [label] }) });
+  const expired = list.filter((c) => {
+    const labelled = Number(c.Labels?.[LABEL_DEADLINE]);
+    const deadline = Number.isFinite(labelled) && labelled > 0 ? labelled : c.Created * 1000 + maxAgeMs;
+    return deadline < now;
+  });
+  await Promise.all(expired.map((c) => removeQuietly(docker.getContainer(c.Id))));
+  return expired.map((c) => c.Id);
+}
+
+/**
+ * Fails fast when the engine would run jobs with less isolation than containerCreateOptions assumes: no
+ * seccomp profile (an engine built or started without one). Jobs then get the engine's default profile.
+ */
+export async function assertEngineSandbox(docker: Docker): Promise<void> {
+  const info = (await docker.info()) as { SecurityOptions?: string[] };
+  const opts = info.SecurityOptions ?? [];
+  const seccomp = opts.find((o) => o.includes('name=seccomp'));
+  if (!seccomp || seccomp.includes('profile=unconfined')) {
+    throw new Error(`the Docker engine has no seccomp profile (${opts.join('; ') || 'none'}): refusing to run jobs`);
+  }
 }

@@ -3,6 +3,11 @@
  * the container has no network at all and a socket file bind-mounted into it reaches exactly this process
  * and nothing else. Each request is authenticated by the job's token and becomes Workflow Update `llmCall`
  * on the job's workflow, so every LLM call is durable, visible in the job's history, and metered there.
+ *
+ * The one executor process serves every job's gateway, so one job must not be able to starve it: each
+ * gateway caps its connections, times out slow headers and bodies, rate-limits requests, and checks the
+ * token, the declared size, the rate and its in-flight slots BEFORE reading a body; bodies being held by all
+ * gateways together have one byte budget. Error text sent back never carries internal addresses.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -17,9 +22,34 @@ import type { LlmCallReply, LlmCallRequest } from '../../contracts/jobs';
 import { traceGatewayCall } from '../telemetry/llm';
 import { otelContext } from '../telemetry/tracing';
 
-const MAX_BODY_BYTES = 1_048_576;
-/** In-flight calls per job: user code cannot flood Temporal with unbounded concurrent updates. */
-const MAX_CONCURRENT_CALLS = 64;
+export interface GatewayLimits {
+  /** Largest request body. */
+  maxBodyBytes: number;
+  /** Calls per job being read or running at once: user code cannot flood Temporal with concurrent updates. */
+  maxConcurrentCalls: number;
+  /** Open connections per job (idle keep-alive ones included). */
+  maxConnections: number;
+  /** Time to receive a request's headers, and its whole request. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Token bucket per job: sustained requests per second and burst. */
+  ratePerSecond: number;
+  burst: number;
+}
+
+export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
+  maxBodyBytes: 1_048_576,
+  maxConcurrentCalls: 64,
+  maxConnections: 80,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 15_000,
+  ratePerSecond: 20,
+  burst: 80,
+};
+
+/** Body bytes all gateways of this process may hold at once (declared sizes are reserved before reading). */
+export const GATEWAY_BODY_BUDGET_BYTES = 64 * 1_048_576;
+let bodyBytesReserved = 0;
 
 const FormatSchema = z.union([z.literal('json'), z.record(z.string(), z.unknown())]);
 /**
@@ -45,6 +75,7 @@ export interface GatewayOptions {
   token: string;
   /** Called after each call (success or error), e.g. to heartbeat. */
   onCall?: (e: { ok: boolean; model?: string; code?: string }) => void;
+  limits?: Partial<GatewayLimits>;
 }
 
 export interface Gateway {
@@ -70,28 +101,45 @@ function typedGatewayError(type: ErrorType, message: string): GatewayError {
 }
 
 /**
+ * Removes what would tell a script where the platform's nodes live: URLs, IPv4/IPv6 addresses and host:port
+ * pairs (Ollama's and Temporal's error text carries them).
+ */
+export function scrubAddresses(text: string): string {
+  return text
+    .replace(/\b[a-z][\w+.-]*:\/\/[^\s'"<>)]+/gi, '<internal>')
+    .replace(/\[[0-9a-f:]+\](?::\d+)?/gi, '<internal>')
+    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g, '<internal>')
+    .replace(/\b[\w-]+(?:\.[\w-]+)*:\d{2,5}\b/g, '<internal>');
+}
+
+/**
  * Maps a failed update to what the SDK sees, through the error registry (limits and unknown models are the
- * caller's problem: 4xx); a failure of no registry type is an LLM failure (OllamaError's 502).
+ * caller's problem: 4xx); a failure of no registry type is an LLM failure (OllamaError's 502). Messages are
+ * scrubbed of internal addresses; a failure that is not an ApplicationFailure (a Temporal or transport error)
+ * is reported without its text.
  */
 export function gatewayErrorOf(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   const cause = err instanceof WorkflowUpdateFailedError ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
-    return typedGatewayError(isErrorType(cause.type) ? cause.type : ErrorType.OllamaError, cause.message);
+    return typedGatewayError(
+      isErrorType(cause.type) ? cause.type : ErrorType.OllamaError,
+      scrubAddresses(cause.message),
+    );
   }
   const name = (err as { name?: string }).name;
   if (name === 'WorkflowNotFoundError') return typedGatewayError(ErrorType.JobFinished, 'the job is no longer running');
-  return typedGatewayError(ErrorType.OllamaError, (err as Error).message ?? String(err));
+  return typedGatewayError(ErrorType.OllamaError, 'the LLM call failed (internal error)');
 }
 
-function readBody(req: http.IncomingMessage): Promise<unknown> {
+function readBody(req: http.IncomingMessage, maxBytes: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new GatewayError(413, 'payload_too_large', `request body over ${MAX_BODY_BYTES} bytes`));
+      if (size > maxBytes) {
+        reject(new GatewayError(413, 'payload_too_large', `request body over ${maxBytes} bytes`));
         req.destroy();
       } else chunks.push(c);
     });
@@ -103,7 +151,25 @@ function readBody(req: http.IncomingMessage): Promise<unknown> {
       }
     });
     req.on('error', reject);
+    // A client that hangs up mid-body (or is cut by the request timeout) ends the read.
+    req.on('close', () => reject(new GatewayError(408, 'request_timeout', 'request body not received')));
   });
+}
+
+/** A token bucket: `take()` is false when the job is over its rate. */
+function tokenBucket(ratePerSecond: number, burst: number) {
+  let tokens = burst;
+  let last = Date.now();
+  return {
+    take(): boolean {
+      const now = Date.now();
+      tokens = Math.min(burst, tokens + ((now - last) / 1000) * ratePerSecond);
+      last = now;
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    },
+  };
 }
 
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -114,44 +180,82 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 /** Starts the gateway on `socketPath` (replacing a stale socket file) and makes the socket usable by the container user. */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const limits: GatewayLimits = { ...DEFAULT_GATEWAY_LIMITS, ...opts.limits };
   let inFlight = 0;
+  const bucket = tokenBucket(limits.ratePerSecond, limits.burst);
   // The context the gateway starts in: the job's runJobContainer activity (its span, when tracing is on).
   const jobContext = otelContext.active();
   const handle = opts.client.workflow.getHandle(opts.workflowId);
-  const server = http.createServer((req, res) => {
-    const send = (status: number, body: unknown, headers?: Record<string, string>) => {
-      res.writeHead(status, { ...headers, 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
-    void (async () => {
-      let model: string | undefined;
-      try {
-        if (req.method === 'GET' && req.url === '/v1/health') return send(200, { ok: true });
-        if (!tokenMatches(req.headers.authorization, opts.token)) {
-          throw new GatewayError(401, 'unauthorized', 'missing or wrong job token');
-        }
-        if (req.method !== 'POST' || (req.url !== '/v1/generate' && req.url !== '/v1/chat')) {
-          throw new GatewayError(404, 'not_found', `no route ${req.method} ${req.url}`);
-        }
-        const body = await readBody(req);
-        let call: LlmCallRequest;
-        if (req.url === '/v1/generate') {
-          const p = GenerateSchema.safeParse(body);
-          if (!p.success) throw new GatewayError(400, 'invalid_request', z.prettifyError(p.error));
-          call = { kind: 'generate', ...p.data };
-        } else {
-          const p = ChatSchema.safeParse(body);
-          if (!p.success) throw new GatewayError(400, 'invalid_request', z.prettifyError(p.error));
-          call = { kind: 'chat', ...p.data };
-        }
-        model = call.model;
-        const rawId = req.headers['x-ainode-call-id'];
-        const callId = CallIdSchema.safeParse(rawId).success ? String(rawId) : randomUUID();
-        if (inFlight >= MAX_CONCURRENT_CALLS) {
-          throw new GatewayError(429, 'too_many_concurrent_calls', `at most ${MAX_CONCURRENT_CALLS} calls at once`);
-        }
-        inFlight++;
+  const server = http.createServer(
+    {
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: 5_000,
+      // How often Node looks for connections past those timeouts (its default, 30 s, lets slow-loris linger).
+      connectionsCheckingInterval: 500,
+      maxHeaderSize: 16 * 1024,
+    },
+    (req, res) => {
+      const send = (status: number, body: unknown, headers?: Record<string, string>) => {
+        if (res.headersSent || res.destroyed) return;
+        // A request refused before its body was read: close, rather than read what the client still sends.
+        const close = req.complete ? {} : { connection: 'close' };
+        res.writeHead(status, { ...headers, ...close, 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      void (async () => {
+        let model: string | undefined;
+        let slot = false;
+        let reserved = 0;
         try {
+          if (req.method === 'GET' && req.url === '/v1/health') return send(200, { ok: true });
+          if (!tokenMatches(req.headers.authorization, opts.token)) {
+            throw new GatewayError(401, 'unauthorized', 'missing or wrong job token');
+          }
+          if (req.method !== 'POST' || (req.url !== '/v1/generate' && req.url !== '/v1/chat')) {
+            throw new GatewayError(404, 'not_found', `no route ${req.method} ${(req.url ?? '').slice(0, 100)}`);
+          }
+          const declared = Number(req.headers['content-length'] ?? NaN);
+          if (declared > limits.maxBodyBytes) {
+            throw new GatewayError(413, 'payload_too_large', `request body over ${limits.maxBodyBytes} bytes`);
+          }
+          if (!bucket.take()) {
+            throw new GatewayError(429, 'rate_limited', `over ${limits.ratePerSecond} calls per second`, {
+              'retry-after': '1',
+            });
+          }
+          if (inFlight >= limits.maxConcurrentCalls) {
+            throw new GatewayError(
+              429,
+              'too_many_concurrent_calls',
+              `at most ${limits.maxConcurrentCalls} calls at once`,
+            );
+          }
+          const want = Number.isFinite(declared) && declared >= 0 ? declared : limits.maxBodyBytes;
+          if (bodyBytesReserved + want > GATEWAY_BODY_BUDGET_BYTES) {
+            throw new GatewayError(503, 'gateway_busy', 'the gateway is busy; retry shortly', { 'retry-after': '1' });
+          }
+          reserved = want;
+          bodyBytesReserved += reserved;
+          inFlight++;
+          slot = true;
+          const body = await readBody(req, Math.min(limits.maxBodyBytes, want));
+          let call: LlmCallRequest;
+          if (req.url === '/v1/generate') {
+            const p = GenerateSchema.safeParse(body);
+            if (!p.success) throw new GatewayError(400, 'invalid_request', z.prettifyError(p.error));
+            call = { kind: 'generate', ...p.data };
+          } else {
+            const p = ChatSchema.safeParse(body);
+            if (!p.success) throw new GatewayError(400, 'invalid_request', z.prettifyError(p.error));
+            call = { kind: 'chat', ...p.data };
+          }
+          // The parsed call is what travels on; the raw bytes are no longer held.
+          bodyBytesReserved -= reserved;
+          reserved = 0;
+          model = call.model;
+          const rawId = req.headers['x-ainode-call-id'];
+          const callId = CallIdSchema.safeParse(rawId).success ? String(rawId) : randomUUID();
           // Traced as a child of the job's activity: the update carries the context on to the llm activity.
           const reply: LlmCallReply = await traceGatewayCall(
             { parent: jobContext, kind: call.kind, model: call.model, callId },
@@ -159,16 +263,18 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           );
           send(200, reply);
           opts.onCall?.({ ok: true, model: reply.model });
+        } catch (err) {
+          const g = gatewayErrorOf(err);
+          send(g.status, { error: { code: g.code, message: g.message } }, g.headers);
+          opts.onCall?.({ ok: false, model, code: g.code });
         } finally {
-          inFlight--;
+          bodyBytesReserved -= reserved;
+          if (slot) inFlight--;
         }
-      } catch (err) {
-        const g = gatewayErrorOf(err);
-        send(g.status, { error: { code: g.code, message: g.message } }, g.headers);
-        opts.onCall?.({ ok: false, model, code: g.code });
-      }
-    })();
-  });
+      })();
+    },
+  );
+  server.maxConnections = limits.maxConnections;
   await fs.rm(opts.socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,8 +1,10 @@
 /**
  * Safe zip handling for code packages, used twice: at upload (POST /functions, nothing written) and at
  * extraction on the executor. A package is hostile until proven otherwise: entries with `..`, absolute
- * paths, symlinks or special files, too many entries and too many inflated bytes are rejected with an
- * error naming the entry. Sizes are counted on the bytes actually inflated, never trusted from headers.
+ * paths, symlinks or special files, too many entries, directories, path components or bytes in a name,
+ * too many inflated bytes in all or per compressed byte are rejected with an error naming the entry. Sizes
+ * are counted on the bytes actually inflated, never trusted from headers. Extraction reports progress (for
+ * heartbeats) and stops at an abort signal between entries and between chunks.
  */
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,9 +18,45 @@ export interface ArchiveLimits {
   maxEntries: number;
   /** Sum of the inflated bytes of every file. */
   maxTotalBytes: number;
+  /** Directories made, explicit entries and the parents of files together (a directory bomb). */
+  maxDirs?: number;
+  /** Path components of one entry. */
+  maxDepth?: number;
+  /** Bytes of one path component (the common filesystem limit is 255). */
+  maxComponentBytes?: number;
+  /** Bytes of one entry's whole path. */
+  maxPathBytes?: number;
+  /** Inflated bytes per compressed byte of an entry, checked once it has inflated more than RATIO_FLOOR_BYTES. */
+  maxRatio?: number;
 }
 
-export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = { maxEntries: 2000, maxTotalBytes: 100 * 1_048_576 };
+export const DEFAULT_ARCHIVE_LIMITS: Required<ArchiveLimits> = {
+  maxEntries: 2000,
+  maxTotalBytes: 100 * 1_048_576,
+  maxDirs: 500,
+  maxDepth: 32,
+  maxComponentBytes: 255,
+  maxPathBytes: 1024,
+  maxRatio: 200,
+};
+/** Small files may compress at any ratio harmlessly; the ratio limit applies past this many inflated bytes. */
+export const RATIO_FLOOR_BYTES = 1_048_576;
+
+export interface ExtractHooks {
+  /** Stops extraction with an ArchiveAborted error (activity cancellation). */
+  signal?: AbortSignal;
+  /** Called at most every `progressIntervalMs` while entries are read (activity heartbeats). */
+  onProgress?: (p: { entries: number; totalBytes: number }) => void;
+  progressIntervalMs?: number;
+}
+
+/** Extraction stopped by its abort signal (not the archive's fault). */
+export class ArchiveAborted extends Error {
+  constructor() {
+    super('extraction aborted');
+    this.name = 'ArchiveAborted';
+  }
+}
 
 /** A rejected archive; `entry` names the offending entry when there is one. Its `type` is the registry's. */
 export class ArchiveError extends Error {
@@ -84,12 +122,42 @@ function openZip(buf: Buffer): Promise<yauzl.ZipFile> {
  */
 async function walk(
   buf: Buffer,
-  limits: ArchiveLimits,
+  given: ArchiveLimits,
   sink?: (name: string, kind: 'file' | 'dir') => Promise<Writable | undefined>,
+  hooks: ExtractHooks = {},
 ): Promise<ArchiveSummary> {
+  const limits: Required<ArchiveLimits> = { ...DEFAULT_ARCHIVE_LIMITS, ...given };
   const zip = await openZip(buf);
   const summary: ArchiveSummary = { files: [], entries: 0, totalBytes: 0 };
   const seen = new Set<string>();
+  const dirs = new Set<string>();
+  let lastProgress = 0;
+  const tick = () => {
+    if (hooks.signal?.aborted) throw new ArchiveAborted();
+    const now = Date.now();
+    if (hooks.onProgress && now - lastProgress >= (hooks.progressIntervalMs ?? 500)) {
+      lastProgress = now;
+      hooks.onProgress({ entries: summary.entries, totalBytes: summary.totalBytes });
+    }
+  };
+  /** Depth, name lengths and the directories this entry makes (itself if a dir, and every parent). */
+  const checkShape = (name: string, raw: string, kind: 'file' | 'dir') => {
+    if (Buffer.byteLength(name) > limits.maxPathBytes) {
+      throw new ArchiveError(`entry "${raw.slice(0, 80)}…" has a path over ${limits.maxPathBytes} bytes`, raw);
+    }
+    const parts = name.split('/');
+    if (parts.length > limits.maxDepth) {
+      throw new ArchiveError(`entry "${raw.slice(0, 80)}…" is nested deeper than ${limits.maxDepth} levels`, raw);
+    }
+    if (parts.some((p) => Buffer.byteLength(p) > limits.maxComponentBytes)) {
+      throw new ArchiveError(`entry "${raw.slice(0, 80)}…" has a name over ${limits.maxComponentBytes} bytes`, raw);
+    }
+    const n = kind === 'dir' ? parts.length : parts.length - 1;
+    for (let i = 1; i <= n; i++) dirs.add(parts.slice(0, i).join('/'));
+    if (dirs.size > limits.maxDirs) {
+      throw new ArchiveError(`too many directories: more than ${limits.maxDirs}`, raw);
+    }
+  };
   try {
     if (zip.entryCount > limits.maxEntries) {
       throw new ArchiveError(`too many entries: ${zip.entryCount} > ${limits.maxEntries}`);
@@ -102,6 +170,7 @@ async function walk(
       zip.on('entry', (entry: yauzl.Entry) => {
         void (async () => {
           const raw = Buffer.isBuffer(entry.fileName) ? entry.fileName.toString('utf8') : String(entry.fileName);
+          tick();
           summary.entries++;
           if (summary.entries > limits.maxEntries) {
             throw new ArchiveError(`too many entries: more than ${limits.maxEntries}`, raw);
@@ -110,6 +179,7 @@ async function walk(
           const name = checkEntryName(raw);
           if (seen.has(name)) throw new ArchiveError(`duplicate entry "${raw}"`, raw);
           seen.add(name);
+          checkShape(name, raw, kind);
           if (kind === 'dir') {
             await sink?.(name, 'dir');
             zip.readEntry();
@@ -127,10 +197,26 @@ async function walk(
               err || !s ? rej(new ArchiveError(`entry "${raw}": ${err?.message}`, raw)) : res(s),
             ),
           );
+          let entryBytes = 0;
+          const compressed = Math.max(1, entry.compressedSize);
           const counter = new Transform({
             transform(chunk: Buffer, _enc, cb) {
               summary.totalBytes += chunk.length;
-              if (summary.totalBytes > limits.maxTotalBytes) {
+              entryBytes += chunk.length;
+              try {
+                tick();
+              } catch (err) {
+                cb(err as Error);
+                return;
+              }
+              if (entryBytes > RATIO_FLOOR_BYTES && entryBytes > compressed * limits.maxRatio) {
+                cb(
+                  new ArchiveError(
+                    `entry "${raw}" inflates more than ${limits.maxRatio} times its compressed size (a zip bomb)`,
+                    raw,
+                  ),
+                );
+              } else if (summary.totalBytes > limits.maxTotalBytes) {
                 cb(
                   new ArchiveError(
                     `entry "${raw}" exceeds the archive size limit of ${limits.maxTotalBytes} bytes`,
@@ -153,13 +239,17 @@ async function walk(
                 }),
             );
           } catch (err) {
-            throw err instanceof ArchiveError
+            throw err instanceof ArchiveError || err instanceof ArchiveAborted
               ? err
               : new ArchiveError(`entry "${raw}": ${(err as Error).message}`, raw);
           }
           summary.files.push(name);
           zip.readEntry();
-        })().catch(reject);
+        })().catch((err: unknown) => {
+          // Close the archive now: an abandoned entry stream must not keep inflating.
+          zip.close();
+          reject(err as Error);
+        });
       });
       zip.readEntry();
     });
@@ -183,6 +273,7 @@ export async function extractZip(
   buf: Buffer,
   destDir: string,
   limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS,
+  hooks: ExtractHooks = {},
 ): Promise<ArchiveSummary> {
   const root = path.resolve(destDir);
   await fs.mkdir(root, { recursive: true, mode: 0o755 });
@@ -191,13 +282,18 @@ export async function extractZip(
     if (!target.startsWith(root + path.sep)) throw new ArchiveError(`entry "${name}" escapes the work dir`, name);
     return target;
   };
-  return walk(buf, limits, async (name, kind) => {
-    const target = inside(name);
-    if (kind === 'dir') {
-      await fs.mkdir(target, { recursive: true, mode: 0o755 });
-      return undefined;
-    }
-    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-    return createWriteStream(target, { flags: 'wx', mode: 0o644 });
-  });
+  return walk(
+    buf,
+    limits,
+    async (name, kind) => {
+      const target = inside(name);
+      if (kind === 'dir') {
+        await fs.mkdir(target, { recursive: true, mode: 0o755 });
+        return undefined;
+      }
+      await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+      return createWriteStream(target, { flags: 'wx', mode: 0o644 });
+    },
+    hooks,
+  );
 }
