@@ -71,6 +71,12 @@ async function historyLlmUsage(env: TestWorkflowEnvironment, workflowId: string)
   return { prompt, completion, total: prompt + completion, completed, scheduled: llmScheduled };
 }
 
+/** `llmCall` updates the workflow accepted (refused ones are rejected by its validator, before history). */
+async function acceptedUpdates(env: TestWorkflowEnvironment, workflowId: string): Promise<number> {
+  const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length;
+}
+
 describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
   let env: TestWorkflowEnvironment;
   let storage: Storage;
@@ -255,7 +261,8 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
     expect(report.errors[0]).toEqual(['limit', 'LLM call limit reached: 3 calls per job']);
     expect(report.errors[2]![0]).toBe('model');
     expect(report.errors[2]![1]).toContain('model "no-such-model:9b" is not in the catalog');
-    expect((await handle.query(jobStatusQuery)).usage.rejectedCalls).toBe(3);
+    // Refused in the Update validator: the refused calls never entered the history.
+    expect(await acceptedUpdates(env, jobId)).toBe(3);
     expect((await historyLlmUsage(env, jobId)).scheduled).toBe(3);
   });
 
@@ -274,7 +281,7 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
     ].join('\n');
     const before = fake.requests.length;
     // The API puts config LLM_NUM_PREDICT's job max here.
-    const { handle } = await startJob(script, { model: FAKE_MODEL, limits: { maxNumPredict: 300 } });
+    const { jobId, handle } = await startJob(script, { model: FAKE_MODEL, limits: { maxNumPredict: 300 } });
     const result = await handle.result();
     expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 'succeeded', stderr: '' });
     const out = JSON.parse(result.stdout.trim()) as { errors: [string, string][]; reply: string };
@@ -288,7 +295,7 @@ describe('jobWorkflow (real Temporal, Docker, emulator, Ollama)', () => {
     ]);
     expect(out.reply).toBe('reply to no bound given');
     expect(result.calls).toBe(1);
-    expect((await handle.query(jobStatusQuery)).usage.rejectedCalls).toBe(4);
+    expect(await acceptedUpdates(env, jobId)).toBe(1);
     // Refused calls never reach a node; the call without a bound ran with the job kind's default.
     const reached = fake.requests.slice(before);
     expect(reached.map((r) => r.messages.at(-1)!.content)).toEqual(['no bound given']);

@@ -34,7 +34,9 @@ jest.setTimeout(180_000);
 const FAST = 'fast:1b';
 const SLOW = 'slow:1b';
 /** The slow node's call timeout: a call still streaming then fails InferenceTimeout. */
-const SLOW_CALL_TIMEOUT_MS = 15_000;
+// Long enough that a cancel (container exit + executor cleanup + one heartbeat round, ~12 s on a loaded machine)
+// always reaches the activity before it.
+const SLOW_CALL_TIMEOUT_MS = 30_000;
 
 const LIMITS: JobLimits = {
   timeoutMs: 120_000,
@@ -307,6 +309,7 @@ except ai_client.AiClientError as e:
     const sent = slow.requests.slice(before);
     // One attempt only: a timeout is final for a job's call.
     expect(sent).toHaveLength(1);
+    await sent[0]!.ended;
     expect(sent[0]!.aborted).toBe(true);
     expect(result.failedCalls).toBe(1);
     expect(result.calls).toBe(0);
