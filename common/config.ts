@@ -250,6 +250,14 @@ export const ConfigSchema = z.object({
   JOB_MAX_TOKENS: int(1_000_000),
   /** Directory holding the per-job AI gateway sockets, bind-mounted into containers. */
   GATEWAY_SOCKET_DIR: z.string().default('/tmp/ainode-gateway'),
+  /**
+   * This executor's id: its job containers carry it as a label, and at start it removes the ones its previous life
+   * left behind. Unset: `exec-<hostname>`. Two executors on one host (cluster mode) need distinct ids.
+   */
+  EXECUTOR_ID: z
+    .string()
+    .regex(/^[\w.-]+$/)
+    .optional(),
 
   // --- Chats
   CHANNEL_WEBHOOK_SECRET: z.string().min(8).default('dev-webhook-secret'),

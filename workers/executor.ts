@@ -3,12 +3,13 @@
  * removes containers and work dirs that a previous life of this executor left behind (it died mid-job;
  * Temporal retries that job's activity after the heartbeat timeout, here or on another executor).
  */
+import { cpSync } from 'node:fs';
 import { hostname, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
-import { cleanupExecutor, createExecutorActivities, type ExecutorDeps } from '../activities/executor';
+import { cleanupExecutor, createExecutorActivities, SDK_DIR, type ExecutorDeps } from '../activities/executor';
 import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
 import { Admission, type AdmissionLimits } from '../lib/executor/admission';
 import { assertEngineSandbox, reapExpired } from '../lib/executor/container';
@@ -59,13 +60,17 @@ export async function createExecutorWorker(
 ): Promise<{ worker: Worker; removed: string[] }> {
   const { config } = opts;
   const executorId = opts.executorId ?? defaultExecutorId();
+  const workRoot = opts.workRoot ?? path.join(tmpdir(), 'ainode-jobs', executorId);
   const deps: ExecutorDeps = {
     docker: opts.docker ?? new Docker({ socketPath: config.DOCKER_SOCKET }),
     storage: opts.storage,
     client: opts.client,
     executorId,
     image: config.JOB_RUNTIME_IMAGE,
-    workRoot: opts.workRoot ?? path.join(tmpdir(), 'ainode-jobs', executorId),
+    workRoot,
+    // Jobs bind-mount the SDK from the Docker host. An executor in a container (docker-compose.yml) cannot lend its
+    // own files (not host paths), so it copies the SDK under its work root, which is a host path in both cases.
+    sdkDir: path.join(workRoot, '.sdk'),
     socketDir: config.GATEWAY_SOCKET_DIR,
     logger: opts.logger,
     admission: new Admission({
@@ -82,6 +87,7 @@ export async function createExecutorWorker(
   if (staleGateways.length) {
     opts.logger?.warn({ dirs: staleGateways }, `removed ${staleGateways.length} stale gateway socket dir(s)`);
   }
+  cpSync(SDK_DIR, deps.sdkDir!, { recursive: true });
   if (removed.length) opts.logger?.warn({ removed }, `removed ${removed.length} orphaned job container(s)`);
   const worker = await Worker.create({
     connection: opts.connection,
@@ -127,7 +133,14 @@ async function main(): Promise<void> {
       namespace: config.TEMPORAL_NAMESPACE,
       interceptors: clientTracing(),
     });
-    const { worker } = await createExecutorWorker({ connection, client, config, storage, logger });
+    const { worker } = await createExecutorWorker({
+      connection,
+      client,
+      config,
+      storage,
+      logger,
+      executorId: config.EXECUTOR_ID,
+    });
     logger.info(`executor worker polling ${EXECUTOR_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
     await runUntilSignal([worker]);
   } finally {
