@@ -344,6 +344,7 @@ function conformBlock(
       continue;
     }
     const fb = fallback.blocks.find((x) => x.type === b.type);
+    const before = { dropped: dropped.length, filled: filled.length };
     const inner = conformBlock(
       b.attributes ?? {},
       b.blocks ?? [],
@@ -353,6 +354,21 @@ function conformBlock(
       dropped,
       filled,
     );
+    const missing = [
+      ...Object.entries(bt.block.attributes ?? {})
+        .filter(([name, a]) => a.required && !(name in inner.attributes))
+        .map(([name]) => name),
+      ...Object.entries(bt.block.block_types ?? {})
+        .filter(([name, t]) => (t.min_items ?? 0) > inner.blocks.filter((x) => x.type === name).length)
+        .map(([name]) => name),
+    ];
+    if (missing.length) {
+      // A block the reply cannot complete is left out (a required one then comes from the fallback below).
+      dropped.splice(before.dropped);
+      filled.splice(before.filled);
+      dropped.push(`${where}${b.type}: block lacks required ${missing.join(', ')}`);
+      continue;
+    }
     outBlocks.push({
       type: b.type,
       attributes: inner.attributes,

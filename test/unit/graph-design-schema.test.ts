@@ -109,3 +109,17 @@ test('conformResource drops what the schema does not know and fills required par
   expect(out.dropped).toEqual(['versioning: unsupported argument', 'nope: unsupported block']);
   expect(out.filled).toEqual(['versioning_configuration']);
 });
+
+test('conformResource leaves out a block the reply cannot complete, and the result passes the schema check', async () => {
+  const out = conformResource(
+    'aws_s3_bucket',
+    { attributes: { bucket: 'acme' }, blocks: [{ type: 'cors_rule', attributes: { max_age_seconds: 10 } }] },
+    { attributes: {}, blocks: [] },
+  );
+  expect(out.resource.blocks).toEqual([]);
+  expect(out.dropped).toEqual(['cors_rule: block lacks required allowed_methods, allowed_origins']);
+  const r: PlannedResource = { id: 'b', type: 'aws_s3_bucket', name: 'b', dependsOn: [], requirements: '' };
+  const files = combineTerraform([renderResource(r, out.resource, [r])], {});
+  const v = await validateTerraform(files, { terraformBin: undefined });
+  expect(v.schemaCheck?.status).toBe('passed');
+});

@@ -111,6 +111,13 @@ function v2Channels(): Channels<Omit<DesignState, keyof DesignBase>> {
 const errorCount = (v: TerraformValidation) =>
   v.diagnostics.reduce((n, d) => n + (d.severity !== 'error' ? 0 : d.check === 'hcl-parse' ? 1000 : 1), 0);
 
+/** `errorCount` with a schema error worth 100 others (a parse error still 1000). */
+const schemaWeighted = (v: TerraformValidation) =>
+  v.diagnostics.reduce(
+    (n, d) => n + (d.severity !== 'error' ? 0 : d.check === 'hcl-parse' ? 1000 : d.check === 'schema' ? 100 : 1),
+    0,
+  );
+
 /** An answer to one of the table's questions is that requirement's value, as the user wrote it. */
 function answeredRequirements(answered: DesignQuestion[], answers: Record<string, string>): Partial<DesignState> {
   const byQuestion = new Map(Object.entries(REQUIREMENT_QUESTIONS).map(([k, text]) => [text, k]));
@@ -335,7 +342,10 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         s.fixIterations === 0 ? 'validate' : `validate (after fix ${s.fixIterations})`,
         s.files,
       );
-      const better = !s.best || errorCount(validation) < errorCount(s.best.validation);
+      // DESIGN_SCHEMA_PATCH: a schema error outweighs any number of reference errors, so a fix pass that
+      // trades broken references for invented arguments never replaces the schema-valid generated version.
+      const count = options.providerSchema ? schemaWeighted : errorCount;
+      const better = !s.best || count(validation) < count(s.best.validation);
       return { validation, ...(better ? { best: { files: s.files, validation } } : {}) };
     })
     .addNode('store', async (s) => {
