@@ -279,8 +279,16 @@ const enumOf = (req: FakeRequest, field: 'product' | 'intent') =>
 /** The Web UI's summaries of a chat's activities (what a user sees in the event history). */
 async function activitySummaries(chatId: string, type: string): Promise<string[]> {
   const history = await env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)).fetchHistory();
+  // A turn's steps run as local activities since the chat-local-steps patch: their summary is on the marker.
+  const localType = (e: (typeof history.events & object)[number]) => {
+    const m = e.markerRecordedEventAttributes;
+    const data = m?.markerName === 'core_local_activity' ? m.details?.data?.payloads?.[0]?.data : undefined;
+    return data
+      ? (JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: string }).activity_type
+      : undefined;
+  };
   return (history.events ?? [])
-    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type)
+    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type || localType(e) === type)
     .map((e) => {
       const data = e.userMetadata?.summary?.data;
       return data ? (JSON.parse(Buffer.from(data).toString('utf8')) as string) : '';
@@ -431,7 +439,7 @@ describe('chatWorkflow', () => {
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('not_found');
     }
-    await recordHistory('chat-burst', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)));
+    await recordHistory('chat-local-steps', env.client.workflow.getHandle(chatWorkflowId(CHANNEL, chatId)));
   });
 
   it('answers a price question with a reply written from the ontology: the model only picked the product', async () => {

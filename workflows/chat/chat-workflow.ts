@@ -13,9 +13,11 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   workflowInfo,
   type ActivityOptions,
+  type LocalActivityOptions,
 } from '@temporalio/workflow';
 import type { ChannelActivities } from '../../contracts/channel';
 import type {
@@ -53,6 +55,9 @@ const CHANNEL_SEND: ActivityOptions = {
   },
 };
 
+/** The turn's storage steps as local activities: STORAGE's timeout and retries. */
+const STORAGE_LOCAL: LocalActivityOptions = { startToCloseTimeout: STORAGE.startToCloseTimeout, retry: STORAGE.retry };
+
 /** JSON schema for the router's structured output (Ollama `format`), so even a small model returns JSON. */
 export const ROUTER_SCHEMA = {
   type: 'object',
@@ -71,6 +76,14 @@ const ROUTER_SYSTEM =
 
 export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkflowResult> {
   const chat = proxyActivities<ChatActivities>(STORAGE);
+  const chatLocal = proxyLocalActivities<ChatActivities>(STORAGE_LOCAL);
+  /**
+   * A turn's own steps (load state, prepare, compose, save: reads of cached shop data and one row each) run as local
+   * activities inside the workflow task: each regular activity costs a task dispatch plus one more workflow task,
+   * and at 200 concurrent chats those queued behind each other (docs/decisions.md, "Chats at load").
+   * Runs recorded before this patch replay their regular activities.
+   */
+  const steps = () => (patched(CHAT_LOCAL_STEPS_PATCH) ? chatLocal : chat);
   const channel = proxyActivities<ChannelActivities>(CHANNEL_SEND);
   const llm = llmActivities(input.model);
   const { workflowId } = workflowInfo();
@@ -111,7 +124,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
   // A fresh run (the previous one closed when idle) picks up the stored conversation and its seen ids.
   // Signals that arrive meanwhile are buffered until their handler is set below.
   if (!input.carried) {
-    const stored = await chat.loadChatState({ channel: input.channel, chatId: input.chatId });
+    const stored = await steps().loadChatState({ channel: input.channel, chatId: input.chatId });
     if (stored) state = { ...stored, workflowId };
   }
   const seen = new Set(state.seenIds);
@@ -165,7 +178,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
   const save = async () => {
     dirty = false;
     state.updatedAt = Date.now();
-    await chat.saveChatState(state);
+    await steps().saveChatState(state);
   };
 
   for (;;) {
@@ -228,7 +241,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
     const texts = batch.map((m) => m.text);
     for (const m of batch) record({ role: 'customer', text: m.text, at: m.receivedAt, id: m.id });
 
-    const plan = await chat.prepareChatTurn({
+    const plan = await steps().prepareChatTurn({
       shopPrefix: input.shopPrefix,
       summary: state.summary,
       history,
@@ -261,7 +274,7 @@ export async function chatWorkflow(input: ChatWorkflowInput): Promise<ChatWorkfl
         draft = { text: '', doneReason: 'error' };
       }
     }
-    const reply = await chat.composeChatReply.executeWithOptions(
+    const reply = await steps().composeChatReply.executeWithOptions(
       { summary: `reply: ${choice.agent} · ${choice.product} · ${choice.intent} (router: ${path})` },
       [
         {
@@ -441,6 +454,8 @@ function failureMessage(err: unknown): string {
   return msg;
 }
 
+/** The patch id of a turn's storage steps as local activities. */
+export const CHAT_LOCAL_STEPS_PATCH = 'chat-local-steps';
 /** The patch id of structured replies (router picks, data states, replies checked). */
 export const STRUCTURED_REPLIES_PATCH = 'chat-structured-replies';
 /** {agent, product, intent} is about 30 tokens; the bound leaves room for whitespace, not for prose. */
