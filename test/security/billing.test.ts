@@ -257,6 +257,33 @@ print("answered", len(out))
     expect(stored?.llm_token_count.completion).toBe(12 * 8);
   });
 
+  it('concurrent calls cannot overrun the token cap together: in-flight calls hold reservations', async () => {
+    const before = slow.requests.length;
+    slow.setReply(() => ({ pieces: Array.from({ length: 60 }, (_, i) => `t${i} `), delayMs: 100 }));
+    // Cap 500: two calls reserve 1 + 200 each, the third gets what is left (97), the fourth does not fit.
+    const { result } = await runJob(
+      `import threading, ai_client
+out = []
+def call(i):
+    try:
+        ai_client.generate("hi", num_predict=200)
+        out.append("ok")
+    except ai_client.LimitExceededError:
+        out.append("refused")
+ts = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(sorted(out))
+`,
+      SLOW,
+      { maxTokens: 500 },
+    );
+    expect(result.stdout).toContain("['ok', 'ok', 'ok', 'refused']");
+    const sent = slow.requests.slice(before);
+    expect(sent.map((r) => Number(r.options?.num_predict)).sort((a, b) => a - b)).toEqual([97, 200, 200]);
+    expect(result.llm_token_count.total).toBeLessThanOrEqual(500);
+  });
+
   it('history flooding with large requests stops at the job’s budget; the job still ends and its usage is written', async () => {
     const before = fast.requests.length;
     const { jobId, result, stored } = await runJob(
