@@ -43,6 +43,10 @@ import { readToolchain, ROOT, STATE_DIR, toolchainModels, type Toolchain } from 
 import { bundleWorkflows } from './bundle-workflows';
 import { seedSampleVectorStore } from './lib/sample-vector-store';
 import { SupervisedProcess } from './lib/supervise';
+import { devMetricsEnv, DEV_METRICS_BASE_PORT, startZipkinOrReuse, zipkinSpansEndpoint } from './lib/observability';
+
+/** Zipkin's base URL once started or found (the trace viewer); undefined without one. */
+let zipkinUrl: string | undefined;
 
 /** Two local Ollama nodes unless OLLAMA_NODES says otherwise: the platform's pinning needs two to be seen. */
 const DEFAULT_DEV_NODES = 'node-1=http://127.0.0.1:11434,node-2=http://127.0.0.1:11435';
@@ -271,14 +275,18 @@ async function startApps(tc: Toolchain, config: Config, model: string, sup: Supe
     AINODE_TERRAFORM_BIN: tc.terraform,
     // Vector stores embed with the real embedding model when setup installed it.
     EMBED_MODEL: process.env.EMBED_MODEL || tc.embedModel || undefined,
+    // Every process sends its spans to the dev stack's Zipkin (docs/operations.md, Observability).
+    OTEL_EXPORTER_ZIPKIN_ENDPOINT:
+      process.env.OTEL_EXPORTER_ZIPKIN_ENDPOINT || (zipkinUrl ? zipkinSpansEndpoint(zipkinUrl) : undefined),
   };
   const roles: { name: string; entry: string; env?: NodeJS.ProcessEnv }[] = [
-    { name: 'orchestrator', entry: 'workers/orchestrator.ts' },
-    { name: 'executor', entry: 'workers/executor.ts' },
-    ...config.OLLAMA_NODES.map((n) => ({
+    // Each worker serves Prometheus metrics on its own port (devMetricsEnv: 9464, 9465, ...).
+    { name: 'orchestrator', entry: 'workers/orchestrator.ts', env: devMetricsEnv(0) },
+    { name: 'executor', entry: 'workers/executor.ts', env: devMetricsEnv(1) },
+    ...config.OLLAMA_NODES.map((n, i) => ({
       name: `llm:${n.id}`,
       entry: 'workers/llm.ts',
-      env: { OLLAMA_URL: n.url, NODE_ID: n.id },
+      env: { OLLAMA_URL: n.url, NODE_ID: n.id, ...devMetricsEnv(2 + i) },
     })),
     { name: 'api', entry: 'api/server.ts' },
   ];
@@ -332,6 +340,12 @@ async function printBanner(
     `  S3/DynamoDB  ${config.AWS_ENDPOINT_URL} (bucket ${config.S3_BUCKET})`,
     ...config.OLLAMA_NODES.map((n, i) => `  Ollama       ${n.id} ${n.url}: ${served[i]}`),
     `  Models       default ${model}${servicesOnly ? '' : `; the catalog (which node serves what): GET ${api}/models`}`,
+    `  Traces       ${zipkinUrl ?? 'not exported (no Zipkin: see the setup output)'}`,
+    ...(servicesOnly
+      ? []
+      : [
+          `  Metrics      ${api}/metrics; workers :${DEV_METRICS_BASE_PORT}-${DEV_METRICS_BASE_PORT + 1 + config.OLLAMA_NODES.length}/metrics`,
+        ]),
     `  Logs         ${rel(LOG_DIR)}/`,
   ];
   if (!servicesOnly) {
@@ -420,6 +434,9 @@ async function run(): Promise<void> {
           ? say(`Docker engine ${d.version}: ok`)
           : warn(`Docker engine not available (${d.error}); jobs (POST /run) will fail until it runs`),
       ),
+      startZipkinOrReuse(tc, { logDir: LOG_DIR, say, warn, addService: (s) => sup.addService(s) }).then((url) => {
+        zipkinUrl = url;
+      }),
     ]);
     const failed = settled.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;

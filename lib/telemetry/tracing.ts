@@ -24,6 +24,7 @@ import { Resource } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
   NoopSpanProcessor,
+  type Sampler,
   type SpanProcessor,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
@@ -98,7 +99,7 @@ class FanOutProcessor implements SpanProcessor {
 export function initTracing(
   service: string,
   config: TracingConfig,
-  opts: { processors?: SpanProcessor[]; exporter?: SpanExporter } = {},
+  opts: { processors?: SpanProcessor[]; exporter?: SpanExporter; sampler?: Sampler } = {},
 ): Tracing | undefined {
   if (current) return current;
   if (config.OTEL_SDK_DISABLED) return undefined;
@@ -112,7 +113,7 @@ export function initTracing(
   if (opts.exporter) processors.push(new BatchSpanProcessor(opts.exporter));
   const spanProcessor = processors.length === 1 ? processors[0]! : new FanOutProcessor(processors);
   // Spans are recorded (ids in logs and `traceparent`) even with no exporter; they are just not sent anywhere.
-  const provider = new NodeTracerProvider({ resource, spanProcessors: [spanProcessor] });
+  const provider = new NodeTracerProvider({ resource, spanProcessors: [spanProcessor], sampler: opts.sampler });
   provider.register();
   current = {
     provider,

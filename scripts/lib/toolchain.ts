@@ -15,6 +15,8 @@ export interface Toolchain {
   embedModel?: string;
   runtimeImage: string;
   terraform: string;
+  /** Zipkin's server jar (scripts/lib/install-zipkin.sh), empty when it could not be installed. */
+  zipkinJar?: string;
   ggufDir: string;
 }
 

@@ -76,6 +76,9 @@ describe('docker-compose.yml', () => {
       'executor',
       'orchestrator',
       'api',
+      'zipkin',
+      'prometheus',
+      'grafana',
     ]) {
       expect(services).toHaveProperty([name]);
     }
@@ -168,7 +171,17 @@ describe('docker-compose.yml', () => {
     expect(svc('api').ports).toContain('8080:8080');
     expect(loadConfig(envOf(svc('api'))).API_HOST).toBe('0.0.0.0');
     // Whoever reaches these reads every tenant's data (histories, packages, outputs) with no authentication.
-    for (const name of ['temporal', 'temporal-ui', 'moto', 'postgresql', 'pgvector', 'temporal-setup']) {
+    for (const name of [
+      'temporal',
+      'temporal-ui',
+      'moto',
+      'postgresql',
+      'pgvector',
+      'temporal-setup',
+      'zipkin',
+      'prometheus',
+      'grafana',
+    ]) {
       expect({ name, ports: svc(name).ports }).toEqual({ name, ports: undefined });
       expect({ name, networks: svc(name).networks }).toEqual({ name, networks: ['backend'] });
     }
@@ -184,10 +197,13 @@ describe('docker-compose.yml', () => {
 
   it('publishes the Web UI only on the loopback, and only with the operators’ override', () => {
     const ops = parse(read('docker-compose.ops.yml')) as { services: Record<string, Service> };
-    expect(Object.keys(ops.services)).toEqual(['temporal-ui']);
-    const ports = ops.services['temporal-ui']!.ports ?? [];
-    expect(ports.length).toBeGreaterThan(0);
-    for (const p of ports) expect(p).toMatch(/^127\.0\.0\.1:/);
+    // The trace viewer and the dashboards follow the same rule.
+    expect(Object.keys(ops.services)).toEqual(['temporal-ui', 'zipkin', 'grafana']);
+    for (const s of Object.values(ops.services)) {
+      const ports = s.ports ?? [];
+      expect(ports.length).toBeGreaterThan(0);
+      for (const p of ports) expect(p).toMatch(/^127\.0\.0\.1:/);
+    }
   });
 
   it('only depends on services that exist', () => {
