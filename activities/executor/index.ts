@@ -15,13 +15,8 @@ import type { Logger } from '../../common/logger';
 import type { Storage } from '../../lib/storage/clients';
 import { INLINE_LOG_BYTES, type ContainerResult, type OutputFile, type RunContainerInput } from '../../contracts/jobs';
 import { CONTAINER_PATHS, removeOrphans, runContainer } from '../../lib/executor/container';
-import {
-  ArchiveAborted,
-  ArchiveError,
-  DEFAULT_ARCHIVE_LIMITS,
-  extractZip,
-  type ArchiveLimits,
-} from '../../lib/zip/extract';
+import { ArchiveAborted, ArchiveError, DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from '../../lib/zip/extract';
+import { extractZipIsolated } from '../../lib/zip/extract-isolated';
 import { startGateway } from '../../lib/executor/gateway';
 import { AdmissionRefused, tenantOfPackage, type Admission } from '../../lib/executor/admission';
 import { mountQuotaDir, unmountQuotaDir, type OutQuota } from '../../lib/executor/quota';
@@ -158,11 +153,18 @@ export function createExecutorActivities(deps: ExecutorDeps) {
           });
         }
         try {
-          await extractZip(Buffer.from(pkg), path.join(jobDir, 'code'), deps.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS, {
-            // A big archive takes a while: heartbeat so Temporal does not start another copy, and stop on cancel.
-            signal: ctx.cancellationSignal,
-            onProgress: (p) => ctx.heartbeat({ phase: 'extracting', attempt, ...p }),
-          });
+          // In a child process without root (when this one is root): the archive is hostile input.
+          await extractZipIsolated(
+            Buffer.from(pkg),
+            path.join(jobDir, 'code'),
+            deps.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS,
+            {
+              // A big archive takes a while: heartbeat so Temporal does not start another copy, and stop on cancel.
+              signal: ctx.cancellationSignal,
+              onProgress: (p) => ctx.heartbeat({ phase: 'extracting', attempt, ...p }),
+              scratchDir: jobRoot,
+            },
+          );
         } catch (err) {
           if (err instanceof ArchiveAborted) throw new CancelledFailure('job cancelled during extraction');
           if (err instanceof ArchiveError) {

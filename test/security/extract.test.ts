@@ -3,11 +3,12 @@
  * directory. Each asserts the harm did not happen: nothing written outside the work dir, no directory or
  * file flood on the host, a cancel stops the work, progress is reported while it runs.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import yazl from 'yazl';
 import { ArchiveAborted, ArchiveError, DEFAULT_ARCHIVE_LIMITS, extractZip, inspectZip } from '../../lib/zip/extract';
+import { EXTRACT_UID, extractZipIsolated } from '../../lib/zip/extract-isolated';
 import { buildZip } from '../fixtures/jobs/zips';
 
 jest.setTimeout(60_000);
@@ -226,5 +227,46 @@ describe('attacks through the code package', () => {
     expect(beats.length).toBeGreaterThan(10);
     // Stopped at the cancel: far fewer than the 1500 files were written.
     expect(census(dest).entries).toBeLessThan(200);
+  });
+
+  describe('without root', () => {
+    const root = process.getuid?.() === 0;
+
+    it('the executor (root) extracts in a child process whose uid owns the files, not root', async () => {
+      chmodSync(base, 0o755);
+      const zip = await buildZip([
+        { name: 'main.py', data: 'print(1)' },
+        { name: 'lib/', dir: true },
+        { name: 'lib/u.py', data: 'x' },
+      ]);
+      const beats: number[] = [];
+      const summary = await extractZipIsolated(zip, dest, DEFAULT_ARCHIVE_LIMITS, {
+        scratchDir: base,
+        progressIntervalMs: 0,
+        onProgress: (p) => beats.push(p.entries),
+      });
+      expect(summary.files.sort()).toEqual(['lib/u.py', 'main.py']);
+      const owner = statSync(path.join(dest, 'lib', 'u.py')).uid;
+      expect(owner).toBe(root ? EXTRACT_UID : process.getuid?.());
+      if (root) expect(owner).not.toBe(0);
+      // The package copy the child read is gone; nothing else was written beside the work dir.
+      expect(outside()).toEqual([]);
+    });
+
+    it('a hostile archive is refused by the child with the same messages, and a cancel kills it', async () => {
+      chmodSync(base, 0o755);
+      const deep = await zipOf(1, () => ({ name: `${'a/'.repeat(40)}x.py`, data: Buffer.from('x') }));
+      await expect(extractZipIsolated(deep, dest, DEFAULT_ARCHIVE_LIMITS, { scratchDir: base })).rejects.toThrow(
+        /nested deeper than 32 levels/,
+      );
+      const big = await zipOf(1500, (i) => ({ name: `f${i}.bin`, data: Buffer.alloc(30_000, i % 251) }));
+      const ctrl = new AbortController();
+      const run = extractZipIsolated(big, path.join(base, 'work2'), DEFAULT_ARCHIVE_LIMITS, {
+        scratchDir: base,
+        signal: ctrl.signal,
+        onProgress: () => ctrl.abort(),
+      });
+      await expect(run).rejects.toBeInstanceOf(ArchiveAborted);
+    });
   });
 });
