@@ -17,6 +17,7 @@ import { removeStaleGatewayDirs } from '../lib/executor/stale-gateways';
 import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { EXECUTOR_QUEUE } from '../common/task-queues';
+import { dataConverterFor } from '../lib/codec/payload-codec';
 import { connectWorker, installRuntimeLogger, runUntilSignal, startWorkerTelemetry } from './shared';
 import { clientTracing, workerTracing } from '../lib/telemetry/tracing';
 
@@ -37,7 +38,8 @@ export interface ExecutorWorkerOptions {
   connection: NativeConnection;
   /** For the AI gateway's Workflow Updates. */
   client: Client;
-  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'JOB_RUNTIME_IMAGE' | 'DOCKER_SOCKET' | 'GATEWAY_SOCKET_DIR'>;
+  config: Pick<Config, 'TEMPORAL_NAMESPACE' | 'JOB_RUNTIME_IMAGE' | 'DOCKER_SOCKET' | 'GATEWAY_SOCKET_DIR'> &
+    Partial<Pick<Config, 'PAYLOAD_KEYS'>>;
   storage: Storage;
   docker?: Docker;
   /** Stable per host (default: the hostname); orphans are found by this label. */
@@ -93,6 +95,7 @@ export async function createExecutorWorker(
     connection: opts.connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: EXECUTOR_QUEUE,
+    dataConverter: dataConverterFor(config),
     identity: `${executorId}:${process.pid}`,
     activities: createExecutorActivities(deps),
     maxConcurrentActivityTaskExecutions: MAX_CONCURRENT_JOBS,
@@ -127,10 +130,11 @@ async function main(): Promise<void> {
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     await ensureStorage(storage);
-    // The AI gateway's updates carry the job activity's trace context on to the llm activity.
     const client = new Client({
       connection: clientConnection,
       namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter: dataConverterFor(config),
+      // The AI gateway's updates carry the job activity's trace context on to the llm activity.
       interceptors: clientTracing(),
     });
     const { worker } = await createExecutorWorker({
