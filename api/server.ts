@@ -41,7 +41,8 @@ async function run(): Promise<void> {
       // Starts, signals and updates carry the request's trace context (lib/telemetry/tracing.ts).
       interceptors: clientTracing(),
     });
-    if (!config.PAYLOAD_KEYS.length) logger.warn('PAYLOAD_KEYS is empty: Temporal histories hold payloads in plaintext');
+    if (!config.PAYLOAD_KEYS.length)
+      logger.warn('PAYLOAD_KEYS is empty: Temporal histories hold payloads in plaintext');
     const catalog = createCatalog({
       nodes: config.OLLAMA_NODES,
       nodeTimeoutMs: config.CATALOG_NODE_TIMEOUT_MS,
