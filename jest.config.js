@@ -18,5 +18,18 @@ module.exports = {
     { ...common, displayName: 'faults', testMatch: ['<rootDir>/test/faults/**/*.test.ts'], slowTestThreshold: 120 },
     // Attacks a hostile tenant can try (docs/security.md); each asserts the harm did not happen.
     { ...common, displayName: 'security', testMatch: ['<rootDir>/test/security/**/*.test.ts'], slowTestThreshold: 120 },
+    // Cluster mode under SIGKILL (docs/operations.md, Cluster mode): the real Temporal server on PostgreSQL, built on
+    // first use (minutes). `npm run test:cluster`; not in `npm test` while one run in five still ends a job failed
+    // for a reason not yet found (issue 15 stays open on it).
+    ...(process.env.AINODE_CLUSTER_TESTS === '1'
+      ? [
+          {
+            ...common,
+            displayName: 'cluster',
+            testMatch: ['<rootDir>/test/cluster/**/*.test.ts'],
+            slowTestThreshold: 300,
+          },
+        ]
+      : []),
   ],
 };

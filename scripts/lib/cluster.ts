@@ -2,7 +2,7 @@
  * Cluster mode: the production-like stack on one machine. The real Temporal server (not the dev server) on its own
  * PostgreSQL, with every worker role as separate processes, several of each: orchestrators, executors (distinct
  * EXECUTOR_IDs) and one llm worker per Ollama node, plus the API. Used by `npm run cluster` (scripts/cluster.ts),
- * the cluster fault test (test/faults/cluster.test.ts) and the cluster bench (bench/cluster.bench.ts).
+ * the cluster fault test (test/cluster/cluster.test.ts, `npm run test:cluster`) and the cluster bench (bench/cluster.bench.ts).
  * What it needs beyond scripts/setup is installed lazily by scripts/lib/install-cluster.sh.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
