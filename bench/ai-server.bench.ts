@@ -10,6 +10,7 @@
 import {
   BENCH_API_KEY,
   measurePaired,
+  pairedOf,
   pairedRows,
   round,
   startStack,
@@ -154,14 +155,7 @@ export const bench: Bench = {
         },
       });
       // measurePaired keeps warmups out of its arrays; drop them from the first-token arrays the same way.
-      const b = firsts.baseline.slice(WARMUP);
-      const s = firsts.subject.slice(WARMUP);
-      const firstPaired = {
-        baseline: b,
-        subject: s,
-        added: s.map((x, i) => x - b[i]!),
-        ratios: s.map((x, i) => x / b[i]!),
-      };
+      const firstPaired = pairedOf(firsts.baseline.slice(WARMUP), firsts.subject.slice(WARMUP));
       rows.push(
         ...pairedRows(
           'ai-server',

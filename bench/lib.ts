@@ -131,6 +131,16 @@ export interface Paired {
   ratios: number[];
 }
 
+/** A `Paired` from two series measured pair by pair elsewhere (e.g. first tokens recorded inside `measurePaired`). */
+export function pairedOf(baseline: number[], subject: number[]): Paired {
+  return {
+    baseline,
+    subject,
+    added: subject.map((x, i) => x - baseline[i]!),
+    ratios: subject.map((x, i) => (baseline[i] === 0 ? NaN : x / baseline[i]!)),
+  };
+}
+
 /**
  * Measures `baseline` and `subject` back to back `n` times (after `warmup` unmeasured pairs), swapping which goes
  * first every iteration, so drift on a shared machine and "runs right after the other kind" hit both sides alike.

@@ -17,7 +17,16 @@ import { analyzeContext } from '../lib/recommend/analysis';
 import { newPayloadKeySpec } from '../lib/codec/payload-codec';
 import { StreamHub } from '../lib/stream/hub';
 import { recommendationMessages } from '../workflows/recommendation-workflow';
-import { BENCH_API_KEY, measurePaired, pairedRows, startStack, type Bench, type BenchContext, type Row } from './lib';
+import {
+  BENCH_API_KEY,
+  measurePaired,
+  pairedOf,
+  pairedRows,
+  startStack,
+  type Bench,
+  type BenchContext,
+  type Row,
+} from './lib';
 
 const N = Number(process.env.BENCH_REC_N ?? (process.env.BENCH_QUICK ? 10 : 40));
 const WARMUP = 3;
@@ -179,12 +188,10 @@ export const bench: Bench = {
           return t.totalMs;
         },
       });
-      const b = firsts.baseline.slice(WARMUP);
-      const s = firsts.subject.slice(WARMUP);
       rows.push(
         ...pairedRows(
           'recommendations',
-          { baseline: b, subject: s, added: s.map((x, i) => x - b[i]!), ratios: s.map((x, i) => x / b[i]!) },
+          pairedOf(firsts.baseline.slice(WARMUP), firsts.subject.slice(WARMUP)),
           {
             baseline: 'first chunk, direct Ollama stream',
             subject: 'first chunk, gRPC Recommend (encrypted payloads)',
