@@ -70,8 +70,12 @@ export const OPERATOR_KEY_HEADER = 'x-operator-key';
  */
 export function isOperator(req: Request, operatorKeys: readonly string[]): boolean {
   const given = req.get(OPERATOR_KEY_HEADER);
-  if (!given) return false;
-  const digest = sha256(given);
+  return given ? isOperatorKey(given, operatorKeys) : false;
+}
+
+/** Whether `key` is one of OPERATOR_API_KEYS, compared as fixed-length digests in constant time. */
+export function isOperatorKey(key: string, operatorKeys: readonly string[]): boolean {
+  const digest = sha256(key);
   let ok = false;
   for (const k of operatorKeys) if (timingSafeEqual(sha256(k), digest)) ok = true;
   return ok;

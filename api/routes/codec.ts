@@ -10,13 +10,13 @@
  * `--ui-codec-endpoint`); request logs redact that path segment. CORS answers the Web UI's origin only.
  * Mounted before the app's JSON parser (its own, larger limit: a history payload may be up to 2 MB).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Payload } from '@temporalio/common';
 import { HttpError } from '../../common/errors';
 import type { Config } from '../../common/config';
 import { AesGcmPayloadCodec, PayloadDecryptError } from '../../lib/codec/payload-codec';
+import { isOperatorKey } from '../middleware/auth';
 import { registerRoute } from '../openapi';
 import { parse } from '../validate';
 
@@ -74,15 +74,12 @@ const fromWire = (p: WirePayload): Payload => ({
   data: Buffer.from(p.data ?? '', 'base64'),
 });
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest();
-
 /** `/codec/key/<secret>/…` → `/codec/key/[redacted]/…`, for request logs. */
 export function redactCodecPath(url: string): string {
   return url.replace(/^(\/codec\/key\/)[^/?#]+/, '$1[redacted]');
 }
 
 function operatorAuth(config: Pick<Config, 'OPERATOR_API_KEYS' | 'API_KEYS'>): (req: Request) => void {
-  const known = config.OPERATOR_API_KEYS.map(sha256);
   return (req) => {
     const fromPath = typeof req.params.key === 'string' ? req.params.key : undefined;
     const fromHeader = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
@@ -98,10 +95,7 @@ function operatorAuth(config: Pick<Config, 'OPERATOR_API_KEYS' | 'API_KEYS'>): (
         },
       );
     }
-    const digest = sha256(key);
-    let ok = false;
-    for (const k of known) if (timingSafeEqual(k, digest)) ok = true;
-    if (ok) return;
+    if (isOperatorKey(key, config.OPERATOR_API_KEYS)) return;
     if (config.API_KEYS.has(key)) {
       throw new HttpError(403, 'forbidden', 'Only an operator key (OPERATOR_API_KEYS) can use the payload codec');
     }
