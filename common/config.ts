@@ -232,6 +232,14 @@ export const ConfigSchema = z.object({
   CATALOG_STALE_MS: int(15_000),
   /** How often an llm worker re-reads its node's `/api/tags` to poll new models and drop removed ones; 0: never. */
   LLM_WORKER_REFRESH_MS: int(15_000),
+  /**
+   * An llm worker's circuit breaker (lib/llm/breaker.ts): after this many node failures in a row (500s, refused
+   * connections, timeouts) it stops polling its model queues until a probe of the node succeeds; 0: off.
+   */
+  LLM_BREAKER_FAILURES: int(3),
+  /** Wait before the first probe of a node whose circuit opened; doubled after each failed probe. */
+  LLM_BREAKER_OPEN_MS: int(10_000),
+  LLM_BREAKER_MAX_OPEN_MS: int(120_000),
   /** `model=usdPer1kPrompt/usdPer1kCompletion,...`; `*` is the fallback. */
   PRICE_TABLE: priceTable,
 

@@ -12,6 +12,10 @@
  * `nodeRefresh` activity, starts a Worker for a model that appeared (`ollama create`, `ollama pull`) and stops,
  * gracefully, the Worker of a model that left. Only a successful answer without a model removes it: a node that
  * is briefly unreachable keeps its pollers, and Temporal keeps the calls queued meanwhile.
+ *
+ * A node whose calls keep failing is another matter: its circuit breaker (lib/llm/breaker.ts) opens after
+ * LLM_BREAKER_FAILURES node failures in a row, and the worker stops polling the node's model queues (the node queue
+ * stays) until a probe succeeds, so retries go to the healthy nodes instead of back to the sick one.
  */
 import { hostname } from 'node:os';
 import { Worker, type NativeConnection } from '@temporalio/worker';
@@ -29,6 +33,7 @@ import { loadConfig, type Config } from '../common/config';
 import { createLogger, type Logger } from '../common/logger';
 import { llmQueue, nodeQueue, normalizeModel } from '../common/task-queues';
 import { NodeSlots } from '../lib/llm/node-slots';
+import { guardActivities, NodeCircuit, probeNode, type BreakerOptions, type CircuitState } from '../lib/llm/breaker';
 import { connectWorker, installRuntimeLogger, startWorkerTelemetry } from './shared';
 import { workerTracing } from '../lib/telemetry/tracing';
 import { metrics } from '../lib/telemetry/metrics';
@@ -37,7 +42,17 @@ type LlmWorkerConfig = Pick<
   Config,
   'OLLAMA_URL' | 'NODE_ID' | 'OLLAMA_NUM_PARALLEL' | 'LLM_NUM_CTX' | 'LLM_CALL_TIMEOUT_MS' | 'TEMPORAL_NAMESPACE'
 > &
-  Partial<Pick<Config, 'LLM_NUM_PREDICT' | 'LLM_WORKER_REFRESH_MS' | 'PAYLOAD_KEYS'>>;
+  Partial<
+    Pick<
+      Config,
+      | 'LLM_NUM_PREDICT'
+      | 'LLM_WORKER_REFRESH_MS'
+      | 'PAYLOAD_KEYS'
+      | 'LLM_BREAKER_FAILURES'
+      | 'LLM_BREAKER_OPEN_MS'
+      | 'LLM_BREAKER_MAX_OPEN_MS'
+    >
+  >;
 
 export interface LlmWorkersOptions {
   connection: NativeConnection;
@@ -53,8 +68,15 @@ export interface LlmWorkersOptions {
   warmUp?: boolean;
   /** How often `run()` re-reads the node's models; defaults to config.LLM_WORKER_REFRESH_MS (15 s); 0: never. */
   refreshMs?: number;
+  /**
+   * The node's circuit breaker (lib/llm/breaker.ts), over config LLM_BREAKER_*: after that many node failures in a
+   * row the node stops polling its model queues until a probe succeeds. Needs `run()`; false: off.
+   */
+  breaker?: false | Partial<BreakerOptions>;
 }
 
+/** A probe of a node whose circuit is open may load the model first; it gets at most this long. */
+const PROBE_TIMEOUT_MS = 30_000;
 /** Keep models loaded between calls: an unload would make the next call pay a cold load. */
 const KEEP_ALIVE = WARM_KEEP_ALIVE;
 /** In-flight generations get this long to finish when the worker (or one model's Worker) stops. */
@@ -161,6 +183,8 @@ export interface LlmNode {
   run(): Promise<void>;
   /** Stops the refreshes and every Worker gracefully; resolves once all have stopped. Idempotent. */
   shutdown(): Promise<void>;
+  /** The node's circuit breaker: `open` or `probing` while its model queues are not polled; `off` without one. */
+  readonly circuit: CircuitState | 'off';
 }
 
 interface Slot {
@@ -200,6 +224,28 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
     keepAlive: KEEP_ALIVE,
     slots: nodeSlots,
   });
+  const breaker = opts.breaker === false ? undefined : opts.breaker;
+  const failures = breaker?.failures ?? config.LLM_BREAKER_FAILURES;
+  const circuit =
+    opts.breaker === false || failures === 0
+      ? undefined
+      : new NodeCircuit({
+          nodeId,
+          failures,
+          openMs: breaker?.openMs ?? config.LLM_BREAKER_OPEN_MS,
+          maxOpenMs: breaker?.maxOpenMs ?? config.LLM_BREAKER_MAX_OPEN_MS,
+          logger,
+          probe: () =>
+            probeNode(ollama, {
+              model: [...held][0] ?? models()[0],
+              numCtx: config.LLM_NUM_CTX,
+              keepAlive: KEEP_ALIVE,
+              timeoutMs: Math.min(config.LLM_CALL_TIMEOUT_MS, PROBE_TIMEOUT_MS),
+            }),
+          onOpen: () => void holdModels(),
+          onClose: () => void releaseModels(),
+        });
+  const activities = circuit ? guardActivities(llm, circuit) : llm;
   /**
    * A model's Worker: up to OLLAMA_NUM_PARALLEL tasks, so one busy model can use the whole node; the generations of
    * all of them draw on `nodeSlots`, the node's one budget (lib/llm/node-slots.ts).
@@ -211,7 +257,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       identity,
       dataConverter,
       taskQueue: llmQueue(model),
-      activities: llm,
+      activities,
       // Each activity's span, and the Ollama call's inside it (lib/telemetry/llm.ts).
       ...workerTracing({ bundled: true }),
       maxConcurrentActivityTaskExecutions: config.OLLAMA_NUM_PARALLEL,
@@ -219,6 +265,9 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
     });
 
   const byModel = new Map<string, Slot>();
+  /** Models the node serves whose queues are not polled while its circuit is open (their Workers stopped). */
+  const held = new Set<string>();
+  let holding = false;
   /** Workers of models that left, still draining: run() waits for them too. */
   const draining = new Set<Promise<void>>();
   let phase: 'created' | 'running' | 'stopping' = 'created';
@@ -293,6 +342,41 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
     logger?.info({ nodeId, model, queue: slot.queue }, `stopped polling ${slot.queue}`);
   }
 
+  /** The circuit opened: stop polling every model queue (in-flight calls finish first); the node queue stays. */
+  function holdModels(): Promise<void> {
+    if (phase !== 'running') return Promise.resolve();
+    holding = true;
+    return serial(async () => {
+      if (!holding) return;
+      const now = models();
+      for (const model of now) held.add(model);
+      await Promise.all(
+        now.map(async (model) => {
+          const slot = byModel.get(model);
+          if (!slot) return;
+          byModel.delete(model);
+          await retire(slot);
+        }),
+      );
+      logger?.warn(
+        { nodeId, models: now },
+        `stopped polling ${now.map(llmQueue).join(', ')} while the circuit is open`,
+      );
+    });
+  }
+
+  /** A probe succeeded: poll the held model queues again. */
+  function releaseModels(): Promise<void> {
+    holding = false;
+    return serial(async () => {
+      if (holding) return;
+      const models = [...held];
+      held.clear();
+      // A model whose Worker cannot start now is started by the next refresh (it is served and not polled).
+      for (const model of models) await startModel(model);
+    });
+  }
+
   async function refreshOnce(): Promise<NodeRefresh> {
     const report = (extra: Partial<NodeRefresh> = {}): NodeRefresh => ({
       nodeId,
@@ -316,17 +400,25 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
     }
     if (lastReadFailed) logger?.info({ nodeId, url }, `Ollama node ${nodeId} answers /api/tags again`);
     lastReadFailed = false;
-    const plan = planRefresh(byModel.keys(), read.models);
+    const plan = planRefresh([...byModel.keys(), ...held], read.models);
     const started: string[] = [];
-    for (const model of plan.start) if (await startModel(model)) started.push(model);
-    await Promise.all(plan.stop.map(stopModel));
+    for (const model of plan.start) {
+      if (holding) held.add(model);
+      else if (await startModel(model)) started.push(model);
+    }
+    await Promise.all(plan.stop.map((model) => (held.delete(model) ? undefined : stopModel(model))));
     return report({ started, stopped: plan.stop });
   }
 
-  function refresh(): Promise<NodeRefresh> {
-    const next = refreshChain.then(refreshOnce, refreshOnce);
+  /** Refreshes and circuit holds run one at a time, in order. */
+  function serial<T>(step: () => Promise<T>): Promise<T> {
+    const next = refreshChain.then(step, step);
     refreshChain = next.catch(() => undefined);
     return next;
+  }
+
+  function refresh(): Promise<NodeRefresh> {
+    return serial(refreshOnce);
   }
 
   function scheduleRefresh(): void {
@@ -339,6 +431,7 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       const neverRan = phase === 'created';
       phase = 'stopping';
       clearTimeout(timer);
+      circuit?.stop();
       for (const slot of slots()) {
         if (neverRan) launch(slot);
         if (slot.worker.getState() === 'RUNNING') slot.worker.shutdown();
@@ -398,6 +491,9 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
       return slots().map((s) => s.worker);
     },
     refresh,
+    get circuit() {
+      return circuit?.state ?? 'off';
+    },
     async run() {
       if (phase !== 'created') throw new Error(`the llm workers of node ${nodeId} were already run or stopped`);
       phase = 'running';
@@ -411,11 +507,11 @@ export async function createLlmNode(opts: LlmWorkersOptions): Promise<LlmNode> {
 }
 
 /**
- * The Workers of `createLlmNode` as a fixed set (no refresh): for callers that run and stop Workers themselves,
+ * The Workers of `createLlmNode` as a fixed set (no refresh, no circuit breaker: it needs `run()`): for callers that run and stop Workers themselves,
  * e.g. `Promise.all(workers.map((w) => w.run()))`.
  */
 export async function createLlmWorkers(opts: LlmWorkersOptions): Promise<Worker[]> {
-  return (await createLlmNode({ ...opts, refreshMs: 0 })).workers;
+  return (await createLlmNode({ ...opts, refreshMs: 0, breaker: false })).workers;
 }
 
 /** Loads every served model with the worker's num_ctx and keep-alive, one at a time. Logs, never throws. */
