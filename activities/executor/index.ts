@@ -13,6 +13,7 @@ import type Docker from 'dockerode';
 import { ErrorType } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { Storage } from '../../lib/storage/clients';
+import { retryStorage } from '../../lib/storage/retry';
 import { INLINE_LOG_BYTES, type ContainerResult, type OutputFile, type RunContainerInput } from '../../contracts/jobs';
 import { CONTAINER_PATHS, removeOrphans, runContainer } from '../../lib/executor/container';
 import { ArchiveAborted, ArchiveError, DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from '../../lib/zip/extract';
@@ -62,7 +63,11 @@ function outputLimit(message: string): ApplicationFailure {
 }
 
 /** Uploads every regular file under `dir` (never following links the script may have planted). */
-async function collectOutputs(storage: Storage, dir: string, prefix: string): Promise<OutputFile[]> {
+async function collectOutputs(
+  put: (key: string, body: Buffer) => Promise<void>,
+  dir: string,
+  prefix: string,
+): Promise<OutputFile[]> {
   const files: OutputFile[] = [];
   let total = 0;
   const walk = async (rel: string): Promise<void> => {
@@ -81,7 +86,7 @@ async function collectOutputs(storage: Storage, dir: string, prefix: string): Pr
           if (total > OUTPUT_MAX_BYTES) throw outputLimit(`/out holds more than ${OUTPUT_MAX_BYTES} bytes`);
           const body = await fh.readFile();
           const key = `${prefix}${name}`;
-          await storage.putObject(key, body);
+          await put(key, body);
           files.push({ name, key, size: stat.size });
         } finally {
           await fh.close();
@@ -131,6 +136,12 @@ export function createExecutorActivities(deps: ExecutorDeps) {
       }
       let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
       let outMounted = false;
+      // S3 unreachable for a while: wait for it here (heartbeating) rather than fail, which would run the job again.
+      const durably = <T>(phase: string, op: () => Promise<T>) =>
+        retryStorage(op, {
+          signal: ctx.cancellationSignal,
+          onRetry: ({ retry }) => ctx.heartbeat({ phase, attempt, storageRetries: retry }),
+        });
       try {
         ctx.heartbeat({ phase: 'preparing', attempt });
         await fs.rm(jobRoot, { recursive: true, force: true });
@@ -144,7 +155,7 @@ export function createExecutorActivities(deps: ExecutorDeps) {
           if (await isRoot()) await fs.chown(outDir, JOB_UID, JOB_UID);
           else await fs.chmod(outDir, 0o777);
         }
-        const pkg = await deps.storage.getObjectBytes(input.packageKey);
+        const pkg = await durably('preparing', () => deps.storage.getObjectBytes(input.packageKey));
         if (!pkg) {
           throw ApplicationFailure.create({
             type: ErrorType.NotFound,
@@ -176,7 +187,9 @@ export function createExecutorActivities(deps: ExecutorDeps) {
           }
           throw err;
         }
-        const inputJson = (await deps.storage.getObjectBytes(input.inputKey)) ?? new TextEncoder().encode('null');
+        const inputJson =
+          (await durably('preparing', () => deps.storage.getObjectBytes(input.inputKey))) ??
+          new TextEncoder().encode('null');
         await fs.writeFile(path.join(jobDir, 'input.json'), inputJson, { mode: 0o644 });
 
         const token = randomBytes(24).toString('hex');
@@ -187,6 +200,7 @@ export function createExecutorActivities(deps: ExecutorDeps) {
           socketPath: path.join(gatewayDir, 'gateway.sock'),
           token,
           onCall: () => calls++,
+          logger: deps.logger?.child({ jobId: input.jobId, attempt }),
         });
         ctx.heartbeat({ phase: 'running', attempt });
         const run = await runContainer(
@@ -229,7 +243,13 @@ export function createExecutorActivities(deps: ExecutorDeps) {
         ctx.heartbeat({ phase: 'collecting', attempt });
         // Past its quota, /out is not collected: the job failed, and what it holds is the flood.
         const outputs =
-          run.killedBy === 'disk_limit' ? [] : await collectOutputs(deps.storage, outDir, input.outputPrefix);
+          run.killedBy === 'disk_limit'
+            ? []
+            : await collectOutputs(
+                (key, body) => durably('collecting', () => deps.storage.putObject(key, body)),
+                outDir,
+                input.outputPrefix,
+              );
         if (run.killedBy === 'disk_limit') {
           run.stderr += `\n[ainode] killed: /out reached its quota (${outQuota.bytes} bytes, ${outQuota.inodes} entries)\n`;
         }
@@ -238,7 +258,7 @@ export function createExecutorActivities(deps: ExecutorDeps) {
             const text = run[stream];
             if (Buffer.byteLength(text) <= INLINE_LOG_BYTES) return { text, key: undefined };
             const key = `jobs/${input.jobId}/logs/${stream}.txt`;
-            await deps.storage.putObject(key, text, 'text/plain; charset=utf-8');
+            await durably('collecting', () => deps.storage.putObject(key, text, 'text/plain; charset=utf-8'));
             const head = Buffer.from(text).subarray(0, INLINE_LOG_BYTES).toString('utf8');
             return { text: head, key };
           }),

@@ -1,0 +1,218 @@
+/**
+ * The S3/DynamoDB emulator down for 10 s while jobs run. Its own stack: a Temporal dev server and its OWN moto
+ * emulator for this file (the shared one of scripts/test.ts is never touched), behind a TCP proxy; the orchestrator,
+ * the executor and a scripted node's llm worker in this process; the production API app; real Docker.
+ * Why a proxy rather than a restart of moto: moto keeps its data in memory, so a restarted emulator has lost every
+ * bucket and table, which real S3/DynamoDB never do after an outage. Taking the proxy down is what an outage looks
+ * like from the platform (connections refused, open ones cut) with the data kept.
+ * Each job calls the LLM through the AI gateway, then sleeps, then writes an output; storage goes down while the
+ * containers sleep, so collecting outputs and recording the results hit the outage.
+ * Asserted: while storage is down the API answers 503 storage_unavailable (never 500) and /readyz names storage;
+ * once it is back every job succeeds, with its output in S3; nothing is lost or duplicated: each container ran once
+ * (the executor waits for S3 instead of failing the run, which would run the script again), one LLM call per job
+ * metered once, one job record per job and one usage row holding them all.
+ */
+import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import Docker from 'dockerode';
+import request from 'supertest';
+import type { Express } from 'express';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { temporal } from '@temporalio/proto';
+import { createStorage, ensureStorage, type Storage } from '../../lib/storage/clients';
+import { removeOrphans } from '../../lib/executor/container';
+import { createExecutorWorker } from '../../workers/executor';
+import { createLlmWorkers } from '../../workers/llm';
+import { createOrchestratorWorker } from '../../workers/orchestrator';
+import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
+import { freePort, startMoto, type Service } from '../../scripts/lib/services';
+import { readToolchain } from '../../scripts/lib/toolchain';
+import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
+import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { testApp } from '../helpers/api';
+import { buildZip } from '../fixtures/jobs/zips';
+import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
+
+jest.setTimeout(300_000);
+
+const MODEL = 'fake-storage:1b';
+const KEY = 'key-faults-storage';
+const auth = () => ({ Authorization: `Bearer ${KEY}` });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const EventType = temporal.api.enums.v1.EventType;
+const JOBS = 3;
+const OUTAGE_MS = 10_000;
+
+const SCRIPT = `import time, ai_client
+text = ai_client.generate("say hi")
+time.sleep(3)
+open("/out/reply.txt", "w").write(text)
+print(text, flush=True)
+`;
+
+let env: TestWorkflowEnvironment;
+let moto: Service;
+let proxy: TcpProxy;
+let fake: FakeOllama;
+let storage: Storage;
+let workers: RunningWorkers | undefined;
+let app: Express;
+let logDir: string;
+const docker = new Docker();
+const executorId = uid('exec-storage');
+const socketDir = path.join(tmpdir(), uid('ainode-gw-storage'));
+const workRoot = path.join(tmpdir(), uid('ainode-jobs-storage'));
+const figures: Record<string, unknown> = {};
+
+beforeAll(async () => {
+  logDir = mkdtempSync(path.join(tmpdir(), 'ainode-faults-storage-'));
+  [env, moto] = await Promise.all([
+    createTemporalEnv(),
+    (async () => startMoto(readToolchain(), { port: await freePort(), logFile: path.join(logDir, 'moto.log') }))(),
+  ]);
+  proxy = await startTcpProxy({ host: '127.0.0.1', port: moto.port });
+  fake = await startFakeOllama({ models: [MODEL], script: (r) => `${r.messages.at(-1)!.content} back` });
+  const config = testConfig({
+    API_KEYS: `${KEY}:tenant-storage`,
+    S3_BUCKET: uid('faults-storage').toLowerCase(),
+    AWS_ENDPOINT_URL: proxy.url,
+    DEFAULT_MODEL: MODEL,
+    OLLAMA_NODES: `fake=${fake.url}`,
+    OLLAMA_URL: fake.url,
+    NODE_ID: 'fake',
+    GATEWAY_SOCKET_DIR: socketDir,
+    PRICE_TABLE: `${MODEL}=1/1`,
+  });
+  storage = createStorage(config);
+  await ensureStorage(storage);
+  const { worker: executor } = await createExecutorWorker({
+    connection: env.nativeConnection,
+    client: env.client,
+    config: { ...config, JOB_RUNTIME_IMAGE: services.runtimeImage },
+    storage,
+    docker,
+    executorId,
+    workRoot,
+  });
+  workers = runWorkers([
+    await createOrchestratorWorker({
+      connection: env.nativeConnection,
+      config,
+      storage,
+      overrides: { workflowsPath: require.resolve('../../workflows/job-workflow') },
+    }),
+    executor,
+    ...(await createLlmWorkers({ connection: env.nativeConnection, config, waitForNodeMs: 10_000 })),
+  ]);
+  app = testApp(env, { config, storage });
+});
+
+afterAll(async () => {
+  await proxy?.up();
+  await workers?.stop();
+  await removeOrphans(docker, executorId).catch(() => undefined);
+  await env?.teardown();
+  await fake?.close();
+  storage?.close();
+  await proxy?.close();
+  await moto?.stop();
+  rmSync(socketDir, { recursive: true, force: true });
+  rmSync(workRoot, { recursive: true, force: true });
+  if (logDir) rmSync(logDir, { recursive: true, force: true });
+  console.log(`storage outage: ${JSON.stringify(figures)}`);
+});
+
+describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
+  it('the API answers 503 meanwhile; afterwards every job succeeds, nothing lost or duplicated', async () => {
+    const up = await request(app)
+      .post('/functions?name=outage')
+      .set(auth())
+      .set('content-type', 'application/zip')
+      .send(await buildZip([{ name: 'main.py', data: SCRIPT }]));
+    expect(up.status).toBe(201);
+    const functionId = up.body.functionId as string;
+    const jobIds: string[] = [];
+    for (let i = 0; i < JOBS; i++) {
+      const run = await request(app).post('/run').set(auth()).send({ functionId, modelId: MODEL });
+      expect(run.status).toBe(202);
+      jobIds.push(run.body.jobId as string);
+    }
+    // Down once every job's container has made its LLM call and sleeps (its outputs are not collected yet).
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const calls = await Promise.all(
+        jobIds.map(async (id) => (await request(app).get(`/jobs/${id}`).set(auth())).body.usage?.calls ?? 0),
+      );
+      if (calls.every((c: number) => c >= 1)) break;
+      if (Date.now() > deadline) throw new Error(`not every job made its LLM call: ${JSON.stringify(calls)}`);
+      await sleep(100);
+    }
+    await proxy.down();
+    const downAt = Date.now();
+    const statuses: number[] = [];
+    try {
+      const jobs = await request(app).get('/jobs').set(auth());
+      statuses.push(jobs.status);
+      expect(jobs.status).toBe(503);
+      expect(jobs.body.error.code).toBe('storage_unavailable');
+      const ready = await request(app).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.storage.ok).toBe(false);
+      await sleep(Math.max(0, OUTAGE_MS - (Date.now() - downAt)));
+    } finally {
+      await proxy.up();
+    }
+    figures.outageMs = Date.now() - downAt;
+
+    const results = [];
+    for (const id of jobIds) {
+      let res = await request(app).get(`/jobs/${id}?waitMs=60000`).set(auth());
+      for (let i = 0; i < 3 && !res.body.result; i++)
+        res = await request(app).get(`/jobs/${id}?waitMs=60000`).set(auth());
+      statuses.push(res.status);
+      results.push(res.body);
+    }
+    figures.jobs = results.map((r) => ({ status: r.status, calls: r.result?.calls, error: r.result?.error }));
+    for (const r of results) {
+      expect(r.status).toBe('succeeded');
+      expect(r.result.stdout).toBe('say hi back\n');
+      expect(r.result.outputs).toEqual([expect.objectContaining({ name: 'reply.txt' })]);
+    }
+    for (const id of jobIds) {
+      expect(new TextDecoder().decode(await storage.getObjectBytes(`jobs/${id}/out/reply.txt`))).toBe('say hi back');
+    }
+    // Each script ran once (the executor waited for S3 instead of running the job again): one LLM call per job,
+    // each metered once.
+    const calls = results.reduce((n, r) => n + (r.result.calls as number), 0);
+    expect(fake.requests).toHaveLength(JOBS);
+    expect(calls).toBe(JOBS);
+    // One record per job, one usage row for the function holding every job and call.
+    const list = await request(app).get('/jobs?limit=50').set(auth());
+    statuses.push(list.status);
+    expect(list.body.jobs.map((j: { jobId: string }) => j.jobId).sort()).toEqual([...jobIds].sort());
+    const usage = await request(app).get(`/usage?functionId=${functionId}`).set(auth());
+    expect(usage.body.rows).toEqual([
+      expect.objectContaining({ functionId, model: MODEL, jobs: JOBS, calls, total: calls * 5 }),
+    ]);
+    expect(statuses).not.toContain(500);
+
+    // How the outage was ridden out: the attempts of each job's activities.
+    const attempts: Record<string, number[]> = {};
+    for (const id of jobIds) {
+      const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
+      const names = new Map<string, string>();
+      for (const e of events) {
+        if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+          names.set(String(e.eventId), e.activityTaskScheduledEventAttributes?.activityType?.name ?? '?');
+        if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+          const a = e.activityTaskStartedEventAttributes!;
+          (attempts[names.get(String(a.scheduledEventId)) ?? '?'] ??= []).push(a.attempt ?? 0);
+        }
+      }
+    }
+    figures.attempts = attempts;
+    expect(attempts.runJobContainer).toEqual(Array(JOBS).fill(1));
+    figures.nodeCalls = fake.requests.length;
+  });
+});
