@@ -13,10 +13,18 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import { z } from 'zod';
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import {
+  isGrpcServiceError,
+  ServiceError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+} from '@temporalio/client';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ApplicationFailure } from '@temporalio/common';
 import { ChatMessageSchema, LlmOptionsSchema } from '../../contracts/llm';
 import { ErrorType, httpErrorOf, isErrorType } from '../../common/errors';
+import type { Logger } from '../../common/logger';
 import { llmCallUpdate } from '../../contracts/definitions';
 import type { LlmCallReply, LlmCallRequest } from '../../contracts/jobs';
 import { traceGatewayCall } from '../telemetry/llm';
@@ -76,6 +84,49 @@ export interface GatewayOptions {
   /** Called after each call (success or error), e.g. to heartbeat. */
   onCall?: (e: { ok: boolean; model?: string; code?: string }) => void;
   limits?: Partial<GatewayLimits>;
+  /** Where a call's failure that is not the call's own answer (a Temporal RPC error) and its retries are logged. */
+  logger?: Pick<Logger, 'warn'>;
+  /** How long a call keeps retrying transient Temporal errors (default UPDATE_RETRY_BUDGET_MS). */
+  updateRetryBudgetMs?: number;
+}
+
+/**
+ * How long one call retries its Update through transient Temporal errors: a workflow task lost with a killed
+ * orchestrator (the server re-sends the Update on the next attempt, ~10 s later), the server aborting in-flight
+ * Updates when it reloads the workflow, an RPC deadline.
+ */
+export const UPDATE_RETRY_BUDGET_MS = 120_000;
+const UPDATE_RETRY_MAX_DELAY_MS = 5_000;
+
+/** gRPC codes of Temporal errors that another try of the same Update (same id) may get past. */
+const TRANSIENT_GRPC_CODES = new Set<number>([
+  GrpcStatus.UNAVAILABLE, // "workflow update was aborted" (registry cleared), the server unreachable
+  GrpcStatus.FAILED_PRECONDITION, // WorkflowNotReady: the workflow task carrying the Update failed unexpectedly
+  GrpcStatus.DEADLINE_EXCEEDED,
+  GrpcStatus.RESOURCE_EXHAUSTED,
+  GrpcStatus.ABORTED,
+  GrpcStatus.INTERNAL,
+  GrpcStatus.UNKNOWN,
+]);
+
+/**
+ * Whether `err`, from `executeUpdate`, is Temporal failing to deliver the Update rather than the Update's answer.
+ * Sending the same Update id again is safe: the server answers an id it has seen with that Update's outcome, so
+ * the call runs (and is metered) once.
+ */
+export function isTransientUpdateError(err: unknown): boolean {
+  if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) return true;
+  if (err instanceof ServiceError) {
+    const cause = err.cause;
+    return isGrpcServiceError(cause) && TRANSIENT_GRPC_CODES.has(cause.code);
+  }
+  return false;
+}
+
+/** The error's name, message and gRPC code, for a log line. */
+function describeError(err: unknown): Record<string, unknown> {
+  const e = err as { name?: string; message?: string; cause?: { code?: number; details?: string } };
+  return { name: e?.name, message: e?.message, grpcCode: e?.cause?.code, details: e?.cause?.details };
 }
 
 export interface Gateway {
@@ -186,6 +237,25 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   // The context the gateway starts in: the job's runJobContainer activity (its span, when tracing is on).
   const jobContext = otelContext.active();
   const handle = opts.client.workflow.getHandle(opts.workflowId);
+  let closed = false;
+  const budgetMs = opts.updateRetryBudgetMs ?? UPDATE_RETRY_BUDGET_MS;
+  /** Runs `update` again (same Update id) while Temporal fails it transiently, within the budget. */
+  const executeWithRetry = async <T>(update: () => Promise<T>, updateId: string): Promise<T> => {
+    const deadline = Date.now() + budgetMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await update();
+      } catch (err) {
+        if (closed || !isTransientUpdateError(err) || Date.now() >= deadline) throw err;
+        const delay = Math.min(UPDATE_RETRY_MAX_DELAY_MS, 250 * 2 ** (attempt - 1), Math.max(0, deadline - Date.now()));
+        opts.logger?.warn(
+          { workflowId: opts.workflowId, updateId, attempt, err: describeError(err) },
+          'AI gateway: Temporal did not deliver the call; sending it again',
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
   const server = http.createServer(
     {
       headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
@@ -257,14 +327,18 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           const rawId = req.headers['x-ainode-call-id'];
           const callId = CallIdSchema.safeParse(rawId).success ? String(rawId) : randomUUID();
           // Traced as a child of the job's activity: the update carries the context on to the llm activity.
+          const updateId = `llm-${callId}`;
           const reply: LlmCallReply = await traceGatewayCall(
             { parent: jobContext, kind: call.kind, model: call.model, callId },
-            () => handle.executeUpdate(llmCallUpdate, { args: [call], updateId: `llm-${callId}` }),
+            () => executeWithRetry(() => handle.executeUpdate(llmCallUpdate, { args: [call], updateId }), updateId),
           );
           send(200, reply);
           opts.onCall?.({ ok: true, model: reply.model });
         } catch (err) {
           const g = gatewayErrorOf(err);
+          if (!(err instanceof GatewayError) && !(err instanceof WorkflowUpdateFailedError)) {
+            opts.logger?.warn({ workflowId: opts.workflowId, err: describeError(err) }, 'AI gateway: call failed');
+          }
           send(g.status, { error: { code: g.code, message: g.message } }, g.headers);
           opts.onCall?.({ ok: false, model, code: g.code });
         } finally {
@@ -286,6 +360,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     socketPath: opts.socketPath,
     close: () =>
       new Promise<void>((resolve) => {
+        closed = true;
         server.close(() => resolve());
         server.closeAllConnections();
       }),
