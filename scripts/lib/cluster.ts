@@ -19,7 +19,9 @@ import {
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import Docker from 'dockerode';
 import { loadConfig } from '../../common/config';
+import { removeOrphans } from '../../lib/executor/container';
 import { createStorage, ensureStorage } from '../../lib/storage/clients';
 import { bundleWorkflows } from '../bundle-workflows';
 import {
@@ -339,6 +341,12 @@ export async function startCluster(tc: Toolchain, tools: ClusterTools, opts: Clu
   const stop = () =>
     (stopping ??= (async () => {
       await Promise.all(processes.map((p) => stopProcess(p.proc, APP_STOP_TIMEOUT_MS)));
+      // A killed executor leaves its job containers behind (a restarted one would remove them at start; these
+      // executors are not restarted): they go with the cluster.
+      const docker = new Docker({ socketPath: process.env.DOCKER_SOCKET ?? '/var/run/docker.sock' });
+      await Promise.all(
+        processes.filter((p) => p.executorId).map((p) => removeOrphans(docker, p.executorId!).catch(() => undefined)),
+      );
       await Promise.all(services.map((s) => s.stop().catch(() => undefined)));
     })());
 
