@@ -169,6 +169,14 @@ beforeAll(async () => {
     ...(await createLlmWorkers({ connection, config, waitForNodeMs: 10_000 })),
   ]);
   app = testApp({ client } as TestWorkflowEnvironment, { config, storage });
+  // POST /run and /designs answer 503 until an llm worker polls the model's queue.
+  await waitFor('the llm worker to poll the model', async () => {
+    const res = await request(app).get('/models').set(auth());
+    return (
+      res.status === 200 &&
+      (res.body.models as { name: string; available: boolean }[]).some((m) => m.name === MODEL && m.available)
+    );
+  });
 });
 
 afterAll(async () => {
