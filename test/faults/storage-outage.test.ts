@@ -5,12 +5,14 @@
  * Why a proxy rather than a restart of moto: moto keeps its data in memory, so a restarted emulator has lost every
  * bucket and table, which real S3/DynamoDB never do after an outage. Taking the proxy down is what an outage looks
  * like from the platform (connections refused, open ones cut) with the data kept.
- * Each job calls the LLM through the AI gateway, then sleeps, then writes an output; storage goes down while the
- * containers sleep, so collecting outputs and recording the results hit the outage.
+ * Two jobs call the LLM through the AI gateway, sleep, then write an output: storage goes down while they sleep, so
+ * collecting their outputs hits the outage. A third ends during the outage with nothing to store, so recording its
+ * result (the orchestrator's `finishJob`) hits it.
  * Asserted: while storage is down the API answers 503 storage_unavailable (never 500) and /readyz names storage;
- * once it is back every job succeeds, with its output in S3; nothing is lost or duplicated: each container ran once
- * (the executor waits for S3 instead of failing the run, which would run the script again), one LLM call per job
- * metered once, one job record per job and one usage row holding them all.
+ * once it is back every job succeeds, with its output in S3; `finishJob` of the third was retried by Temporal until
+ * storage was back; nothing is lost or duplicated: each container ran once (the executor waits for S3 instead of
+ * failing the run, which would run the script again), each LLM call reached the node once and is metered once, one
+ * job record per job and one usage row holding them all.
  */
 import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -44,12 +46,23 @@ const EventType = temporal.api.enums.v1.EventType;
 const JOBS = 3;
 const OUTAGE_MS = 10_000;
 
-const SCRIPT = `import time, ai_client
+/**
+ * A writer job calls the LLM, sleeps, then writes an output (collected while storage is down). The quiet job's second
+ * call is answered only once storage is down; it then ends with nothing to store, so its result is recorded
+ * (`finishJob`) during the outage.
+ */
+const SCRIPT = `import json, time, ai_client
+data = json.load(open("input.json"))
 text = ai_client.generate("say hi")
-time.sleep(3)
-open("/out/reply.txt", "w").write(text)
+if data["quiet"]:
+    text = ai_client.generate("say ok")
+else:
+    time.sleep(3)
+    open("/out/reply.txt", "w").write(text)
 print(text, flush=True)
 `;
+let releaseQuiet!: () => void;
+const quietReleased = new Promise<void>((r) => (releaseQuiet = r));
 
 let env: TestWorkflowEnvironment;
 let moto: Service;
@@ -72,7 +85,13 @@ beforeAll(async () => {
     (async () => startMoto(readToolchain(), { port: await freePort(), logFile: path.join(logDir, 'moto.log') }))(),
   ]);
   proxy = await startTcpProxy({ host: '127.0.0.1', port: moto.port });
-  fake = await startFakeOllama({ models: [MODEL], script: (r) => `${r.messages.at(-1)!.content} back` });
+  fake = await startFakeOllama({
+    models: [MODEL],
+    script: (r) => {
+      const prompt = r.messages.at(-1)!.content;
+      return prompt === 'say ok' ? quietReleased.then(() => 'say ok back') : `${prompt} back`;
+    },
+  });
   const config = testConfig({
     API_KEYS: `${KEY}:tenant-storage`,
     S3_BUCKET: uid('faults-storage').toLowerCase(),
@@ -109,6 +128,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  releaseQuiet?.();
   await proxy?.up();
   await workers?.stop();
   await removeOrphans(docker, executorId).catch(() => undefined);
@@ -134,22 +154,29 @@ describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
     const functionId = up.body.functionId as string;
     const jobIds: string[] = [];
     for (let i = 0; i < JOBS; i++) {
-      const run = await request(app).post('/run').set(auth()).send({ functionId, modelId: MODEL });
+      const run = await request(app)
+        .post('/run')
+        .set(auth())
+        .send({ functionId, modelId: MODEL, inputData: { quiet: i === JOBS - 1 } });
       expect(run.status).toBe(202);
       jobIds.push(run.body.jobId as string);
     }
-    // Down once every job's container has made its LLM call and sleeps (its outputs are not collected yet).
+    const writers = jobIds.slice(0, -1);
+    // Down once every writer has made its LLM call and sleeps (its output is not collected yet) and the quiet job
+    // waits for its second call.
     const deadline = Date.now() + 120_000;
     for (;;) {
       const calls = await Promise.all(
-        jobIds.map(async (id) => (await request(app).get(`/jobs/${id}`).set(auth())).body.usage?.calls ?? 0),
+        writers.map(async (id) => (await request(app).get(`/jobs/${id}`).set(auth())).body.usage?.calls ?? 0),
       );
-      if (calls.every((c: number) => c >= 1)) break;
+      const quietWaits = fake.requests.some((r) => r.messages.at(-1)?.content === 'say ok');
+      if (quietWaits && calls.every((c: number) => c >= 1)) break;
       if (Date.now() > deadline) throw new Error(`not every job made its LLM call: ${JSON.stringify(calls)}`);
       await sleep(100);
     }
     await proxy.down();
     const downAt = Date.now();
+    releaseQuiet();
     const statuses: number[] = [];
     try {
       const jobs = await request(app).get('/jobs').set(auth());
@@ -174,19 +201,21 @@ describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
       results.push(res.body);
     }
     figures.jobs = results.map((r) => ({ status: r.status, calls: r.result?.calls, error: r.result?.error }));
-    for (const r of results) {
-      expect(r.status).toBe('succeeded');
+    for (const r of results) expect(r.status).toBe('succeeded');
+    for (const r of results.slice(0, -1)) {
       expect(r.result.stdout).toBe('say hi back\n');
       expect(r.result.outputs).toEqual([expect.objectContaining({ name: 'reply.txt' })]);
+      expect(r.result.calls).toBe(1);
     }
-    for (const id of jobIds) {
+    expect(results.at(-1).result).toMatchObject({ stdout: 'say ok back\n', outputs: [], calls: 2 });
+    for (const id of writers) {
       expect(new TextDecoder().decode(await storage.getObjectBytes(`jobs/${id}/out/reply.txt`))).toBe('say hi back');
     }
-    // Each script ran once (the executor waited for S3 instead of running the job again): one LLM call per job,
-    // each metered once.
+    // Each script ran once (the executor waited for S3 instead of running the job again): each LLM call reached the
+    // node once and is metered once.
     const calls = results.reduce((n, r) => n + (r.result.calls as number), 0);
-    expect(fake.requests).toHaveLength(JOBS);
-    expect(calls).toBe(JOBS);
+    expect(calls).toBe(JOBS + 1);
+    expect(fake.requests).toHaveLength(calls);
     // One record per job, one usage row for the function holding every job and call.
     const list = await request(app).get('/jobs?limit=50').set(auth());
     statuses.push(list.status);
@@ -197,22 +226,27 @@ describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
     ]);
     expect(statuses).not.toContain(500);
 
-    // How the outage was ridden out: the attempts of each job's activities.
-    const attempts: Record<string, number[]> = {};
+    // How the outage was ridden out: the attempts of each job's activities. Every container ran once; the quiet
+    // job's result was recorded during the outage, so Temporal retried `finishJob` until storage was back.
+    const attempts: Record<string, number[]>[] = [];
     for (const id of jobIds) {
       const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
       const names = new Map<string, string>();
+      const of: Record<string, number[]> = {};
       for (const e of events) {
         if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
           names.set(String(e.eventId), e.activityTaskScheduledEventAttributes?.activityType?.name ?? '?');
         if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED) {
           const a = e.activityTaskStartedEventAttributes!;
-          (attempts[names.get(String(a.scheduledEventId)) ?? '?'] ??= []).push(a.attempt ?? 0);
+          (of[names.get(String(a.scheduledEventId)) ?? '?'] ??= []).push(a.attempt ?? 0);
         }
       }
+      attempts.push(of);
     }
     figures.attempts = attempts;
-    expect(attempts.runJobContainer).toEqual(Array(JOBS).fill(1));
     figures.nodeCalls = fake.requests.length;
+    for (const of of attempts) expect(of.runJobContainer).toEqual([1]);
+    expect(attempts.at(-1)!.finishJob).toHaveLength(1);
+    expect(attempts.at(-1)!.finishJob![0]).toBeGreaterThan(1);
   });
 });
