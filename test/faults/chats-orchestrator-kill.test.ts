@@ -3,9 +3,10 @@
  * the orchestrator as a child process (the chat workflow prebundled, killed with SIGKILL, then started again),
  * an llm worker in this process over a scripted fake Ollama, the production API app (messages arrive through
  * the signed channel webhook), and a local channel callback server that records every reply posted.
- * The router's LLM calls are held at the fake node until the test lets them go, so at the kill ten chats have an
- * LLM call in flight and ten are in their debounce window (or, on a slow machine, already at their held call).
- * While no orchestrator runs, more messages arrive (and two redeliveries of messages already seen).
+ * Every chat is sent to the general agent, whose LLM calls are held at the fake node until the orchestrator is
+ * killed, so at the kill ten chats have an LLM call in flight and ten are in their debounce window (or, on a slow
+ * machine, already at their held call). The held calls complete while no orchestrator runs, and more messages
+ * arrive meanwhile (and two redeliveries of messages already seen).
  * Asserted after the restart: every message gets exactly one reply (callback posts, the outbox rows and the
  * stored chat state all agree), no reply is posted twice, a redelivery gets none of its own, and no LLM call
  * ran twice (each LLM activity in every chat's history was scheduled and completed once, and the fake node
@@ -41,7 +42,7 @@ const MODEL = 'fake-chat:1b';
 const SECRET = 'faults-webhook-secret';
 const KEY = 'key-faults-chats';
 const CHATS = 20;
-/** Chats 0..9 are answering at the kill (router call held); 10..19 are debouncing. */
+/** Chats 0..9 are answering at the kill (agent call held); 10..19 are debouncing. */
 const ANSWERING = 10;
 const QUIET_MS = 3000;
 const EventType = temporal.api.enums.v1.EventType;
@@ -57,7 +58,10 @@ let dir: string;
 let childEnv: NodeJS.ProcessEnv;
 let callback: { url: string; close(): Promise<void> };
 
-/** Router calls wait here until the test opens the gate; `answered` counts those that got their reply. */
+/**
+ * The general agent's calls wait here until the test opens the gate (a chat's agent call may take 45 s, its router
+ * call only 20 s); `answered` counts those that got their reply.
+ */
 let openGate: () => void = () => {};
 const gate = new Promise<void>((r) => (openGate = r));
 let answered = 0;
@@ -106,12 +110,10 @@ beforeAll(async () => {
   fake = await startFakeOllama({
     models: [MODEL],
     script: async (req) => {
-      if (req.format) {
-        // The router: held until the test has killed the orchestrator; then every chat goes to the general agent.
-        await gate;
-        answered++;
-        return JSON.stringify({ agent: 'general', product: 'none', intent: 'other' });
-      }
+      // The router sends every chat to the general agent, whose call is held until the orchestrator is killed.
+      if (req.format) return JSON.stringify({ agent: 'general', product: 'none', intent: 'other' });
+      await gate;
+      answered++;
       return 'Thanks for writing to us! A colleague will look into it and reply shortly.';
     },
   });
@@ -127,7 +129,7 @@ beforeAll(async () => {
     DYNAMO_TABLE_PREFIX: `${uid('fc')}-`,
     OLLAMA_URL: fake.url,
     OLLAMA_NODES: `node-1=${fake.url}`,
-    // Every chat's router call in flight at the node at once.
+    // Every chat's LLM call in flight at the node at once.
     OLLAMA_NUM_PARALLEL: '32',
     DEFAULT_MODEL: MODEL,
   };
@@ -192,7 +194,7 @@ async function waitFor(what: string, check: () => Promise<boolean> | boolean, ti
   }
 }
 
-const routerCalls = () => fake.requests.filter((r) => r.format).length;
+const agentCalls = () => fake.requests.filter((r) => !r.format).length;
 
 describe('kill -9 the orchestrator while 20 chats are mid-turn', () => {
   it('every message gets exactly one reply after the restart; nothing is posted twice; no LLM call runs twice', async () => {
@@ -204,9 +206,9 @@ describe('kill -9 the orchestrator while 20 chats are mid-turn', () => {
       sent.set(i, [...(sent.get(i) ?? []), id]);
     };
 
-    // Ten chats get to their router call, which the node holds: an LLM call in flight.
+    // Ten chats get to their agent's call, which the node holds: an LLM call in flight.
     for (let i = 0; i < ANSWERING; i++) await deliver(i, 1);
-    await waitFor('the first ten router calls', () => routerCalls() >= ANSWERING);
+    await waitFor('the first ten agent calls', () => agentCalls() >= ANSWERING);
     // Ten more chats start debouncing (a 3 s quiet window).
     for (let i = ANSWERING; i < CHATS; i++) await deliver(i, 1);
     const phases: string[] = [];
@@ -218,23 +220,22 @@ describe('kill -9 the orchestrator while 20 chats are mid-turn', () => {
       });
       phases.push(phase);
     }
-    // Every chat is mid-turn: answering (its router call held) or debouncing; no reply has gone out yet.
+    // Every chat is mid-turn: answering (its agent call held) or debouncing; no reply has gone out yet.
     expect(phases.slice(0, ANSWERING)).toEqual(Array(ANSWERING).fill('answering'));
     for (const p of phases.slice(ANSWERING)) expect(['debouncing', 'answering']).toContain(p);
     expect(posts).toEqual([]);
 
     await orchestrator!.kill9();
+    // The held LLM calls complete while no orchestrator runs: their results wait in the histories.
+    const held = agentCalls();
+    openGate();
 
     // No orchestrator: messages are still accepted (signals recorded by Temporal), and redeliveries too.
     for (let i = 0; i < 5; i++) await deliver(i, 2);
     for (let i = ANSWERING; i < ANSWERING + 5; i++) await deliver(i, 2);
     await send(0, 'c0-m1', 'Hello, this is message 1 in chat 0. Can you help me?');
     await send(ANSWERING, `c${ANSWERING}-m1`, `Hello, this is message 1 in chat ${ANSWERING}. Can you help me?`);
-
-    // The held LLM calls complete while no orchestrator runs: their results wait in the histories.
-    const held = routerCalls();
-    openGate();
-    await waitFor('the held router calls to be answered', () => answered >= held);
+    await waitFor('the held agent calls to be answered', () => answered >= held);
 
     orchestrator = await startOrchestrator(2);
 
