@@ -1,5 +1,6 @@
 /** Shared data shapes and zod schemas. Workflow-safe: no Node built-ins, no I/O. */
 import { z } from 'zod';
+import type { LlmUsage } from './llm-usage';
 import type { LlmCallKind } from '../common/llm-bounds';
 
 export const ChatMessageSchema = z.object({
@@ -24,15 +25,8 @@ export const LlmOptionsSchema = z
 export type LlmOptions = z.infer<typeof LlmOptionsSchema>;
 
 /** Token counts and timings reported by Ollama itself (never by user code). */
-export interface LlmUsage {
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-  totalDurationMs: number;
-  loadDurationMs: number;
-  promptEvalDurationMs: number;
-  evalDurationMs: number;
-}
+export type { LlmUsage } from './llm-usage';
+export { addUsage, emptyUsage } from './llm-usage';
 
 export interface LlmResult {
   content: string;
@@ -90,30 +84,6 @@ export interface LlmEmbedResult {
   model: string;
   nodeId: string;
   usage: Pick<LlmUsage, 'promptTokens' | 'totalDurationMs'>;
-}
-
-export function emptyUsage(): LlmUsage {
-  return {
-    promptTokens: 0,
-    completionTokens: 0,
-    totalTokens: 0,
-    totalDurationMs: 0,
-    loadDurationMs: 0,
-    promptEvalDurationMs: 0,
-    evalDurationMs: 0,
-  };
-}
-
-export function addUsage(a: LlmUsage, b: LlmUsage): LlmUsage {
-  return {
-    promptTokens: a.promptTokens + b.promptTokens,
-    completionTokens: a.completionTokens + b.completionTokens,
-    totalTokens: a.totalTokens + b.totalTokens,
-    totalDurationMs: a.totalDurationMs + b.totalDurationMs,
-    loadDurationMs: a.loadDurationMs + b.loadDurationMs,
-    promptEvalDurationMs: a.promptEvalDurationMs + b.promptEvalDurationMs,
-    evalDurationMs: a.evalDurationMs + b.evalDurationMs,
-  };
 }
 
 /** The llm activity contract: what workflows proxy on `ainode-llm.<model>` queues. */

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import type { Caller } from './completion';
-import type { BrowserContext, ContentType } from './recommendation';
+import type { BrowsingEvent } from './browsing';
+import type { ContentType } from './recommendation';
 import type { LlmUsage } from './llm';
 
 /** Limits on one event (or small batch) so that a user's history stays bounded. */
@@ -30,7 +31,12 @@ export const BrowsingEventSchema = z
       .optional(),
   })
   .strict();
-export type BrowsingEvent = z.infer<typeof BrowsingEventSchema>;
+export type { BrowsingEvent } from './browsing';
+export { jaccardDistance, mergeEvents } from './browsing';
+// The schema parses exactly the BrowsingEvent shape that workflows use (contracts/browsing.ts, zod-free).
+type SchemaEvent = z.infer<typeof BrowsingEventSchema>;
+const sameShape: [SchemaEvent, BrowsingEvent] extends [BrowsingEvent, SchemaEvent] ? true : never = true;
+void sameShape;
 
 /** Validates a request body; `{ error }` names the field (`visited_sites.0.url: ...`). */
 export function parseBrowsingEvent(body: unknown): { ok: BrowsingEvent } | { error: string } {
@@ -106,27 +112,4 @@ export interface UserRecommendationWorkflowInput {
   caller?: Caller;
   /** Events arrived that no refresh check has looked at yet. */
   pending?: boolean;
-}
-
-/** The events of a history merged into one browsing context (time per site summed). */
-export function mergeEvents(events: BrowsingEvent[]): BrowserContext {
-  const ctx: BrowserContext = { visited_sites: [], search_queries: [], time_spent: {} };
-  for (const e of events) {
-    ctx.visited_sites.push(...(e.visited_sites ?? []));
-    ctx.search_queries.push(...(e.search_queries ?? []));
-    for (const [site, s] of Object.entries(e.time_spent ?? {}))
-      ctx.time_spent![site] = (ctx.time_spent![site] ?? 0) + s;
-  }
-  return ctx;
-}
-
-/** 1 − |A ∩ B| / |A ∪ B|; 0 for two empty sets. */
-export function jaccardDistance(a: readonly string[], b: readonly string[]): number {
-  const A = new Set(a);
-  const B = new Set(b);
-  const union = new Set([...A, ...B]).size;
-  if (!union) return 0;
-  let inter = 0;
-  for (const x of A) if (B.has(x)) inter++;
-  return 1 - inter / union;
 }

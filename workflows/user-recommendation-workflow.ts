@@ -17,13 +17,11 @@ import {
 } from '@temporalio/workflow';
 import { browsingEventsSignal, userRecommendationsQuery } from '../contracts/definitions';
 import type { Caller } from '../contracts/completion';
-import {
-  jaccardDistance,
-  mergeEvents,
-  type BrowsingEvent,
-  type UserRecommendation,
-  type UserRecommendationStatus,
-  type UserRecommendationWorkflowInput,
+import { jaccardDistance, mergeEvents, type BrowsingEvent } from '../contracts/browsing';
+import type {
+  UserRecommendation,
+  UserRecommendationStatus,
+  UserRecommendationWorkflowInput,
 } from '../contracts/user-recommendation';
 import type { RecommendActivities } from '../activities/recommend';
 import { INTERACTIVE_WAIT, meteredChat } from './metered-chat';

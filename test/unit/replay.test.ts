@@ -38,3 +38,11 @@ it.each(files)('replays %s deterministically', async (file) => {
   expect(history.events?.length).toBeGreaterThan(3);
   await Worker.runReplayHistory({ workflowBundle: bundle }, history, file);
 });
+
+it('keeps zod out of the workflow bundle: a workflow re-evaluates every module it imports on each new run', () => {
+  // The reusable V8 context shares only the SDK's own modules; ours (and what they import) run again per workflow
+  // run, so a schema library there costs every start (docs/decisions.md, "What a new workflow run costs").
+  const modules = [...bundle.code.matchAll(/^\/\*\*\*\/ "([^"]+)"$/gm)].map((m) => m[1]!);
+  expect(modules.length).toBeGreaterThan(50);
+  expect(modules.filter((m) => m.includes('node_modules/zod/'))).toEqual([]);
+});

@@ -7,15 +7,8 @@
 import { ActivityFailure, ApplicationFailure, isCancellation, proxyActivities } from '@temporalio/workflow';
 import { NON_RETRYABLE_ERROR_TYPES } from '../../common/errors';
 import type { LlmCallKind } from '../../common/llm-bounds';
-import {
-  addUsage,
-  emptyUsage,
-  type ChatMessage,
-  type LlmFormat,
-  type LlmOptions,
-  type LlmResult,
-  type LlmUsage,
-} from '../../contracts/llm';
+import type { ChatMessage, LlmFormat, LlmOptions, LlmResult } from '../../contracts/llm';
+import { addUsage, emptyUsage, type LlmUsage } from '../../contracts/llm-usage';
 import type { TerraformActivities } from '../../activities/terraform';
 import type { DesignActivities } from '../../activities/design';
 import { LLM_CALL, STORAGE, TERRAFORM_VALIDATE, llmActivities } from '../policies';
