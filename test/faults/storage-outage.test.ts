@@ -13,6 +13,9 @@
  * storage was back; nothing is lost or duplicated: each container ran once (the executor waits for S3 instead of
  * failing the run, which would run the script again), each LLM call reached the node once and is metered once, one
  * job record per job and one usage row holding them all.
+ * Then the emulator process itself is frozen (SIGSTOP) for 10 s while two more jobs sleep: connections are accepted
+ * and nothing answers. /readyz names storage (its check times out) and /healthz answers; once it continues, both jobs
+ * succeed with each container run once.
  */
 import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -129,6 +132,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   releaseQuiet?.();
+  moto?.proc.kill('SIGCONT');
   await proxy?.up();
   await workers?.stop();
   await removeOrphans(docker, executorId).catch(() => undefined);
@@ -248,5 +252,82 @@ describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
     for (const of of attempts) expect(of.runJobContainer).toEqual([1]);
     expect(attempts.at(-1)!.finishJob).toHaveLength(1);
     expect(attempts.at(-1)!.finishJob![0]).toBeGreaterThan(1);
+  });
+});
+
+describe('the emulator process frozen (SIGSTOP) for 10 s while jobs run: it accepts connections and answers nothing', () => {
+  it('/readyz names storage meanwhile; once it continues every job succeeds, each container run once', async () => {
+    const up = await request(app)
+      .post('/functions?name=frozen')
+      .set(auth())
+      .set('content-type', 'application/zip')
+      .send(await buildZip([{ name: 'main.py', data: SCRIPT }]));
+    expect(up.status).toBe(201);
+    const functionId = up.body.functionId as string;
+    const before = fake.requests.length;
+    const jobIds: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const run = await request(app)
+        .post('/run')
+        .set(auth())
+        .send({ functionId, modelId: MODEL, inputData: { quiet: false } });
+      expect(run.status).toBe(202);
+      jobIds.push(run.body.jobId as string);
+    }
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const calls = await Promise.all(
+        jobIds.map(async (id) => (await request(app).get(`/jobs/${id}`).set(auth())).body.usage?.calls ?? 0),
+      );
+      if (calls.every((c: number) => c >= 1)) break;
+      if (Date.now() > deadline) throw new Error(`not every job made its LLM call: ${JSON.stringify(calls)}`);
+      await sleep(100);
+    }
+    moto.proc.kill('SIGSTOP');
+    const frozenAt = Date.now();
+    try {
+      const ready = await request(app).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.storage.ok).toBe(false);
+      expect((await request(app).get('/healthz')).status).toBe(200);
+      await sleep(Math.max(0, OUTAGE_MS - (Date.now() - frozenAt)));
+    } finally {
+      moto.proc.kill('SIGCONT');
+    }
+    figures.frozenMs = Date.now() - frozenAt;
+
+    const results = [];
+    for (const id of jobIds) {
+      let res = await request(app).get(`/jobs/${id}?waitMs=60000`).set(auth());
+      for (let i = 0; i < 3 && !res.body.result; i++)
+        res = await request(app).get(`/jobs/${id}?waitMs=60000`).set(auth());
+      expect(res.status).toBe(200);
+      results.push(res.body);
+    }
+    figures.frozenJobs = results.map((r) => ({ status: r.status, calls: r.result?.calls, error: r.result?.error }));
+    for (const r of results) {
+      expect(r.status).toBe('succeeded');
+      expect(r.result).toMatchObject({ stdout: 'say hi back\n', calls: 1 });
+      expect(r.result.outputs).toEqual([expect.objectContaining({ name: 'reply.txt' })]);
+    }
+    expect(fake.requests.length - before).toBe(2);
+    const usage = await request(app).get(`/usage?functionId=${functionId}`).set(auth());
+    expect(usage.body.rows).toEqual([expect.objectContaining({ functionId, jobs: 2, calls: 2, total: 10 })]);
+    const runs: number[] = [];
+    for (const id of jobIds) {
+      const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
+      const scheduled = events.find(
+        (e) =>
+          e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED &&
+          e.activityTaskScheduledEventAttributes?.activityType?.name === 'runJobContainer',
+      );
+      const started = events.find(
+        (e) =>
+          e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED &&
+          String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(scheduled?.eventId),
+      );
+      runs.push(started?.activityTaskStartedEventAttributes?.attempt ?? 0);
+    }
+    expect(runs).toEqual([1, 1]);
   });
 });
