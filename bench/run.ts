@@ -4,7 +4,7 @@
  * A bench that throws becomes an error row; the others still run. Exit code 1 when any bench failed to run
  * (a missed target is a result, not a failure).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadBenches, markdownTable, startBenchServices, type Row } from './lib';
@@ -62,7 +62,22 @@ async function run(): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const jsonFile = path.join(dir, `${startedAt.replace(/[:.]/g, '-')}.json`);
   writeFileSync(jsonFile, JSON.stringify({ startedAt, model: ctx.model, machine, rows }, null, 2) + '\n');
+  // latest.md holds the newest figures of every bench: this run's rows, then those of benches it did not run
+  // (each from the run named in its note), so a partial run (`npm run bench -- chat`) does not drop the others.
+  const latestJson = path.join(dir, 'latest.json');
+  const ran = new Set(rows.map((r) => r.bench));
+  const earlier = readLatest(latestJson).filter((r) => !ran.has(r.bench));
+  const merged = [...rows.map((r) => ({ ...r, at: startedAt })), ...earlier];
+  writeFileSync(latestJson, JSON.stringify({ rows: merged }, null, 2) + '\n');
   const table = markdownTable(rows);
+  const earlierNote = earlier.length
+    ? [
+        '',
+        `Benches not run this time, from earlier runs (each row's run in its note):`,
+        '',
+        markdownTable(earlier.map((r) => ({ ...r, note: [r.note, `run ${r.at}`].filter(Boolean).join('; ') }))),
+      ]
+    : [];
   const md = [
     `# Benchmarks ${startedAt}`,
     '',
@@ -70,6 +85,7 @@ async function run(): Promise<number> {
     'Baselines are measured in the same run; ratio = value / baseline.',
     '',
     table,
+    ...earlierNote,
     '',
   ].join('\n');
   writeFileSync(path.join(dir, 'latest.md'), md);
@@ -84,3 +100,14 @@ run().then(
     process.exit(1);
   },
 );
+
+/** The rows of the previous latest.json (each with the run it came from), or none. */
+function readLatest(file: string): (Row & { at: string })[] {
+  if (!existsSync(file)) return [];
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as { rows?: (Row & { at: string })[] };
+    return Array.isArray(parsed.rows) ? parsed.rows : [];
+  } catch {
+    return [];
+  }
+}
