@@ -87,6 +87,12 @@ export function awsProviderSchema(): ProviderSchema | null {
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => Boolean(v) && typeof v === 'object' && !Array.isArray(v);
 const isExpression = (v: unknown) => typeof v === 'string' && v.includes('${');
+/**
+ * A whole value that is one reference (`aws_vpc.main.id`, `var.x`): the design renderer writes it unquoted
+ * (workflows/design/hcl.ts REFERENCE, the same pattern).
+ */
+const BARE_REFERENCE =
+  /^((var|local|module)\.[\w-]+|data\.[a-z][a-z0-9]*_[a-z0-9_]+\.[\w-]+|(aws|google|azurerm|random|tls|null|local|archive|kubernetes|helm|cloudflare)_[a-z0-9_]+\.[\w-]+)(\.[\w-]+|\[(\d+|"[\w-]*"|\*)\])*$/;
 
 /** Why a literal `v` cannot be a value of `type`, or undefined when it can (expressions always can). */
 export function typeProblem(type: TfType, v: unknown): string | undefined {
@@ -317,6 +323,15 @@ function conformBlock(
     const a = known[name];
     if (!a) {
       if (!META_ATTRIBUTES.has(name)) dropped.push(`${where}${name}: unsupported argument`);
+      continue;
+    }
+    const kind = Array.isArray(a.type) ? a.type[0] : a.type;
+    if (typeof value === 'string' && BARE_REFERENCE.test(value.trim())) {
+      // A bare reference (rendered unquoted) is an expression: a list or set of one is written as a list of it,
+      // a map or object cannot be one resource attribute here and goes; a scalar stays for terraform to judge.
+      if (kind === 'list' || kind === 'set') outAttrs[name] = [value.trim()];
+      else if (kind === 'map' || kind === 'object') dropped.push(`${where}${name}: must be a ${kind}`);
+      else outAttrs[name] = value;
       continue;
     }
     const problem = typeProblem(a.type, value);

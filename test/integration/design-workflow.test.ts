@@ -44,7 +44,8 @@ import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 
 /**
  * Recorded before DESIGN_STRUCTURED_PATCH: it replays the pre-patch node code, so it is never re-recorded
- * (with AINODE_RECORD_HISTORIES=1 the tests below write design-*-structured-*.json instead).
+ * (with AINODE_RECORD_HISTORIES=1 the tests below write design-v2-generate-repair-*.json and
+ * design-v1-schema-draft-*.json instead; the earlier design-*.json stay as they are, for replay).
  */
 const HISTORY = path.join(__dirname, '../fixtures/histories/design-v2-two-rounds.json');
 
@@ -96,6 +97,24 @@ function generated(req: FakeRequest): unknown {
   return { attributes: { bucket: 'acme-data' }, outputs: [{ name: 'arn', value: `${type}.data.arn` }] };
 }
 
+/**
+ * A scripted `terraform` (like the fake Ollama, exact answers): `init` succeeds, as if the providers were
+ * installed, and `validate -json` finds the one error the provider itself reports and the schema check cannot
+ * see: an S3 bucket that sets both `bucket` (a literal name) and `bucket_prefix` (they conflict).
+ */
+const FAKE_TERRAFORM = `#!/bin/sh
+case "$1" in
+  init) echo "Terraform has been successfully initialized!"; exit 0 ;;
+  validate)
+    if grep -q '^  bucket_prefix = ' main.tf && grep -q '^  bucket = "' main.tf; then
+      echo '{"valid":false,"error_count":1,"diagnostics":[{"severity":"error","summary":"Conflicting configuration arguments","detail":"\\"bucket\\": conflicts with bucket_prefix","range":{"filename":"main.tf"}}]}'
+      exit 1
+    fi
+    echo '{"valid":true,"error_count":0,"diagnostics":[]}'; exit 0 ;;
+esac
+exit 1
+`;
+
 const DEFAULTS: Replies = {
   route: () => ({ category: 'infrastructure', reply: '' }),
   gather: () => ({ requirements: { region: 'ap-northeast-2', environment: 'prod' }, questions: [] }),
@@ -111,6 +130,8 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
   let workers: RunningWorkers | undefined;
   let bundle: WorkflowBundleWithSourceMap;
   const taskQueue = uid('design');
+  /** An orchestrator whose terraform activities run FAKE_TERRAFORM (the other one runs no terraform). */
+  const tfQueue = uid('design-tf');
   const llmFailures: { purpose: string; err: unknown }[] = [];
 
   beforeAll(async () => {
@@ -155,7 +176,18 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
         ...createDesignActivities({ storage, repoDir: mkdtempSync(path.join(os.tmpdir(), 'design-repos-')) }),
       },
     });
-    workers = runWorkers([llm, orchestrator]);
+    const tfDir = mkdtempSync(path.join(os.tmpdir(), 'fake-terraform-'));
+    writeFileSync(path.join(tfDir, 'terraform'), FAKE_TERRAFORM, { mode: 0o755 });
+    const withTerraform = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: tfQueue,
+      workflowBundle: bundle,
+      activities: {
+        ...createTerraformActivities({ terraformBin: path.join(tfDir, 'terraform') }),
+        ...createDesignActivities({ storage, repoDir: mkdtempSync(path.join(os.tmpdir(), 'design-repos-')) }),
+      },
+    });
+    workers = runWorkers([llm, orchestrator, withTerraform]);
   });
 
   afterAll(async () => {
@@ -168,10 +200,10 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
   const noop = () => undefined;
   const quiet = { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop };
 
-  function start(request: string, extra: Partial<InfraDesignInput> = {}) {
+  function start(request: string, extra: Partial<InfraDesignInput> = {}, queue = taskQueue) {
     const designId = uid('design');
     return env.client.workflow.start(infraDesignWorkflow, {
-      taskQueue,
+      taskQueue: queue,
       workflowId: designId,
       args: [{ designId, request, model: MODEL, followUpWindow: '1 second', ...extra }],
     });
@@ -286,7 +318,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     expect(summaries).toEqual(
       expect.arrayContaining(['generate: data (aws_s3_bucket.data)', 'generate: ver (aws_s3_bucket_versioning.data)']),
     );
-    await recordHistory('design-v2-structured-two-rounds', handle);
+    await recordHistory('design-v2-generate-repair-two-rounds', handle);
   });
 
   it('replays the recorded history of a two-round design (signals, interrupts, fan-out) deterministically', async () => {
@@ -365,8 +397,8 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
   it('falls back after the repair: the README request gets a keyword plan and default bodies that validate', async () => {
     script(fake, {
       plan: () => 'resources: bucket, cloudfront, bucket, cloudfront, bucket',
-      // Valid JSON, but not the schema: an attribute nested where only scalars and lists are allowed.
-      generate: () => ({ attributes: { settings: { deep: { deeper: true } } } }),
+      // Valid JSON, but no `attributes` object: nothing to repair, so it is sent back once, then the default body.
+      generate: () => ({ blocks: [{ type: 'settings', attributes: { deep: true } }] }),
       gather: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
     });
     const before = { plan: requestsOf('plan').length, generate: requestsOf('generate').length };
@@ -399,7 +431,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       /^plan: fallback, keyword plan from the request \(first reply: not valid JSON .*; repair: not valid JSON/,
     );
     expect(result.notes.filter((n) => n.startsWith('generate:'))).toHaveLength(5);
-    expect(result.notes.find((n) => n.startsWith('generate:cdn'))).toContain('$.attributes.settings');
+    expect(result.notes.find((n) => n.startsWith('generate:cdn'))).toContain('missing "attributes"');
     const main = Buffer.from(
       (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
     ).toString();
@@ -415,7 +447,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     // The Web UI's current details name the nodes that did not use the model's answer.
     const meta = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
     expect(meta.currentDetails).toMatch(/^Finished \(completed\), revision 1 \(fallback: plan, generate:site, /);
-    await recordHistory('design-v2-structured-fallback', handle);
+    await recordHistory('design-v2-generate-repair-fallback', handle);
   });
 
   it('routes by keywords when the route reply stays unreadable: a question that is not infrastructure ends invalid', async () => {
@@ -470,7 +502,9 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       ['b', []],
     ]);
     expect(result.plan?.levels).toEqual([['b'], ['a']]);
-    expect(result.notes).toEqual(['plan: broke a dependency cycle by dropping "b" → "a"']);
+    expect(result.notes.filter((n) => n.startsWith('plan:'))).toEqual([
+      'plan: broke a dependency cycle by dropping "b" → "a"',
+    ]);
   });
 
   it('fails with the typed reason DesignPlanInvalid when neither the model nor the keywords give a plan', async () => {
@@ -546,28 +580,34 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     }
   });
 
-  const brokenGenerate = (req: FakeRequest) => {
+  /**
+   * Every argument is in the provider schema and every reference resolves, so only terraform (FAKE_TERRAFORM)
+   * finds the error: `bucket` and `bucket_prefix` conflict.
+   */
+  const conflictingGenerate = (req: FakeRequest) => {
     const type = /Resource: (\w+)\./.exec(userText(req))?.[1];
-    return type === 'aws_s3_bucket'
-      ? // Every argument is in the provider schema; the reference is not declared.
-        { attributes: { bucket: 'acme-data', policy: 'aws_kms_key.missing.arn' } }
-      : generated(req);
+    return type === 'aws_s3_bucket' ? { attributes: { bucket: 'acme-data', bucket_prefix: 'acme-' } } : generated(req);
   };
+  const mainOf = (req: FakeRequest) => /--- main\.tf\n([\s\S]*?)(?=\n--- |$)/.exec(userText(req))?.[1] ?? '';
 
-  it('fixes a generated error on the second pass', async () => {
+  it('fixes an error terraform validate found on the second pass; only then is the design validated', async () => {
     script(fake, {
-      generate: brokenGenerate,
-      fix: (req) => {
-        const main = /--- main\.tf\n([\s\S]*?)(?=\n--- |$)/.exec(userText(req))?.[1] ?? '';
-        return { files: [{ name: 'main.tf', content: main.replace(/\n\s*policy = aws_kms_key\.missing\.arn/, '') }] };
-      },
+      generate: conflictingGenerate,
+      fix: (req) => ({
+        files: [{ name: 'main.tf', content: mainOf(req).replace(/\n\s*bucket_prefix = "acme-"/, '') }],
+      }),
     });
-    const handle = await start('a bucket with versioning');
+    const handle = await start('a bucket with versioning', {}, tfQueue);
     const result = await handle.result();
     expect(result.schemaCheck).toBe('passed');
     expect(result.validation?.ok).toBe(true);
+    // terraform ran (the scripted binary) and passed: the one case a design is called validated.
+    expect(result.terraformValidate).toBe('passed');
+    expect(result.terraformValidated).toBe(true);
     const fixes = requestsOf('fix');
-    expect(userText(fixes[fixes.length - 1]!)).toContain('reference to undeclared resource "aws_kms_key.missing"');
+    expect(userText(fixes[fixes.length - 1]!)).toContain(
+      'ERROR [terraform] main.tf: Conflicting configuration arguments: "bucket": conflicts with bucket_prefix',
+    );
     const status = await handle.query(designStatusQuery);
     expect(status.steps.map((s) => s.node).filter((n) => n === 'validate' || n === 'fix')).toEqual([
       'validate',
@@ -577,25 +617,47 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const main = Buffer.from(
       (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
     ).toString();
-    expect(main).not.toContain('aws_kms_key');
+    expect(main).not.toContain('bucket_prefix');
+    await recordHistory('design-v2-generate-repair-terraform-fix', handle);
   });
 
   it('finishes with terraformValidated false and the errors when the fix budget runs out', async () => {
     script(fake, {
-      generate: brokenGenerate,
+      generate: conflictingGenerate,
       fix: () => ({ files: [{ name: 'main.tf', content: 'resource "aws_s3_bucket" "data" {\n  bucket = \n}\n' }] }),
     });
-    const handle = await start('a bucket', { maxFixIterations: 2 });
+    const handle = await start('a bucket', { maxFixIterations: 2 }, tfQueue);
     const result = await handle.result();
     expect(result.phase).toBe('completed');
     expect(result.terraformValidated).toBe(false);
+    expect(result.terraformValidate).toBe('failed');
+    expect(result.schemaCheck).toBe('passed');
     expect(result.validation?.ok).toBe(false);
     // The stored version is the one with the fewest errors: the generated one, not the unparseable fix.
-    expect(result.validation?.diagnostics.map((d) => d.check)).toEqual(['reference']);
-    expect(result.validation?.output).toContain('aws_kms_key.missing');
+    expect(result.validation?.diagnostics.map((d) => d.check)).toEqual(['terraform']);
+    expect(result.validation?.output).toContain('conflicts with bucket_prefix');
     const status = await handle.query(designStatusQuery);
     expect(status.steps.filter((s) => s.node === 'fix')).toHaveLength(2);
     expect(status.steps.filter((s) => s.node === 'validate')).toHaveLength(3);
+  });
+
+  it('a fix pass that drops a resource is not used: the files stay as they were', async () => {
+    script(fake, {
+      generate: conflictingGenerate,
+      // "Fixes" the conflict by deleting the bucket's whole resource block.
+      fix: (req) => ({
+        files: [{ name: 'main.tf', content: mainOf(req).replace(/resource "aws_s3_bucket" "data" \{[^}]*\}\n?/, '') }],
+      }),
+    });
+    const handle = await start('a bucket with versioning', { maxFixIterations: 1 }, tfQueue);
+    const result = await handle.result();
+    expect(result.notes).toContain('fix: pass 1 dropped aws_s3_bucket.data; not used');
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
+    expect(main).toContain('resource "aws_s3_bucket" "data"');
+    expect(result.terraformValidate).toBe('failed');
+    expect(result.schemaCheck).toBe('passed');
   });
 
   it('revises a finished design from gather when a follow-up message arrives', async () => {
@@ -701,16 +763,15 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const later = await handle.query(designEventsQuery, { after: 5 });
     expect(later.events[0]!.seq).toBe(6);
     expect(later.idle).toBe(true);
-    await recordHistory('design-v2-provider-schema', handle);
+    await recordHistory('design-v2-generate-repair', handle);
   });
 
   it('catches a schema violation the fix pass introduced and sends the schema’s error to the next pass', async () => {
     script(fake, {
-      generate: brokenGenerate,
+      generate: conflictingGenerate,
       fix: (req, call) => {
-        const main = /--- main\.tf\n([\s\S]*?)(?=\n--- |$)/.exec(userText(req))?.[1] ?? '';
-        // The first pass fixes the reference but invents an argument; the second removes it.
-        const fixed = main.replace(/\n\s*policy = aws_kms_key\.missing\.arn/, '');
+        // The first pass fixes the conflict but invents an argument; the second removes it.
+        const fixed = mainOf(req).replace(/\n\s*bucket_prefix = "acme-"/, '');
         return {
           files: [
             {
@@ -724,10 +785,10 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
         };
       },
     });
-    const handle = await start('a bucket with versioning', { maxFixIterations: 3 });
+    const handle = await start('a bucket with versioning', { maxFixIterations: 3 }, tfQueue);
     const result = await handle.result();
     const fixes = requestsOf('fix').slice(-2);
-    expect(userText(fixes[0]!)).toContain('reference to undeclared resource "aws_kms_key.missing"');
+    expect(userText(fixes[0]!)).toContain('conflicts with bucket_prefix');
     expect(userText(fixes[1]!)).toContain(
       'ERROR [schema] main.tf: aws_s3_bucket.data: unsupported argument or block "acceleration"',
     );
@@ -788,7 +849,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       engineer: 'model',
       lead: 'model',
     });
-    await recordHistory('design-v1-structured-lead-review', handle);
+    await recordHistory('design-v1-schema-draft-lead-review', handle);
     const status = await handle.query(designStatusQuery);
     expect(status.steps.map((s) => s.node)).toEqual([
       'consultant',
@@ -811,6 +872,70 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       (await storage.getObjectBytes(result.files.find((f) => f.name === 'variables.tf')!.key))!,
     ).toString();
     expect(variables).toContain('"eu-west-1"');
+  });
+
+  it('v1 graph: the draft is repaired against the schema, and a follow-up adds to the previous files', async () => {
+    script(fake, {
+      consultant: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+      promptGenerator: () => 'One private S3 bucket for logs.',
+      engineer: (req) =>
+        userText(req).includes('Change request: add a queue for jobs')
+          ? {
+              resources: [
+                // Already in the design: not drafted again, its code stays.
+                { type: 'aws_s3_bucket', name: 'logs', attributes: { bucket: 'other-name' } },
+                {
+                  type: 'aws_sqs_queue',
+                  name: 'jobs',
+                  attributes: { name: 'jobs', kms_master_key_id: 'aws_kms_key.jobs.arn' },
+                },
+              ],
+            }
+          : {
+              resources: [
+                { type: 'aws_s3_bucket', name: 'logs', attributes: { bucket: 'acme-logs', versioning: 'on' } },
+              ],
+            },
+      lead: () => ({ approved: true, notes: '' }),
+    });
+    const designId = uid('design');
+    const handle = await env.client.workflow.start(infraDesignV1Workflow, {
+      taskQueue,
+      workflowId: designId,
+      args: [{ designId, request: 'a logs bucket', model: MODEL, followUpWindow: '10 minutes' }],
+    });
+    const first = await waitFor(handle, (s) => s.phase === 'completed');
+    expect(first.schemaCheck).toBe('passed');
+    expect(first.notes).toEqual(['engineer:r1: dropped versioning: unsupported argument (not in the provider schema)']);
+    await handle.signal(designMessageSignal, { message: 'add a queue for jobs' });
+    const second = await waitFor(handle, (s) => s.revision === 2 && s.phase === 'completed');
+    expect(second.graph).toBe('v1');
+    expect(second.plan?.resources.map((r) => [r.id, `${r.type}.${r.name}`])).toEqual([
+      ['r1', 'aws_s3_bucket.logs'],
+      ['r2', 'aws_sqs_queue.jobs'],
+    ]);
+    expect(second.schemaCheck).toBe('passed');
+    expect(second.validation?.ok).toBe(true);
+    // The engineer was told what the design has; its guessed KMS key is not in the design, so the argument went.
+    const engineers = requestsOf('engineer');
+    expect(userText(engineers[engineers.length - 1]!)).toContain('The design already has: aws_s3_bucket.logs.');
+    expect(second.notes).toEqual([
+      'engineer:r2: references kms_master_key_id: dropped, aws_kms_key.jobs is not in the design',
+    ]);
+    const main = Buffer.from(
+      (await storage.getObjectBytes(second.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString();
+    expect(main).toContain('bucket = "acme-logs"');
+    expect(main).not.toContain('other-name');
+    expect(main).toContain('resource "aws_sqs_queue" "jobs"');
+    expect(second.revisions.map((r) => r.message)).toEqual([
+      'revision 1: a logs bucket',
+      'revision 2: add a queue for jobs',
+    ]);
+    expect(second.revisions[1]!.diff).toContain('+resource "aws_sqs_queue" "jobs" {');
+    expect(second.revisions[1]!.diff).not.toMatch(/^-resource "aws_s3_bucket" "logs"/m);
+    await handle.terminate('test done');
+    await recordHistory('design-v1-schema-draft-revision', handle);
   });
 
   it('v1 graph: an engineer whose drafts stay invalid falls back to the keyword plan with default bodies', async () => {
@@ -836,6 +961,6 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     // v1 on the shared engine commits its revision and draws its diagram too.
     expect(result.revisions.map((r) => r.revision)).toEqual([1]);
     expect(result.diagram).toContain('aws_cloudfront_distribution.cdn');
-    await recordHistory('design-v1-provider-schema', handle);
+    await recordHistory('design-v1-schema-draft-fallback', handle);
   });
 });

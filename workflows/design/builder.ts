@@ -68,6 +68,8 @@ export interface DesignGraphOptions {
    * files, and every revision is committed to git (default false: designs started before it replay unchanged).
    */
   providerSchema?: boolean;
+  /** v1, DESIGN_V1_SCHEMA_PATCH: the engineer's draft is repaired against the schema, revisions keep the design. */
+  schemaDraft?: boolean;
   /** The revision being run (1, then one more per follow-up) and what asked for it. */
   revision?: () => { revision: number; message: string };
   track?: NodeTracker;

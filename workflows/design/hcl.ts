@@ -14,9 +14,14 @@ export function hclName(s: string): string {
 }
 
 const INDEX = String.raw`(\[(\d+|"[\w-]*"|\*)\])`;
+/**
+ * A resource type of a provider the combiner knows (`aws_s3_bucket`): only these start a bare reference, so a
+ * value such as `lambda_function.lambda_handler` (a Python handler) stays a string.
+ */
+export const PROVIDER_TYPE = String.raw`(?:aws|google|azurerm|random|tls|null|local|archive|kubernetes|helm|cloudflare)_[a-z0-9_]+`;
 /** A bare Terraform reference (`aws_s3_bucket.main.id`, `var.region`, `data.aws_ami.x.id`, `x.y[0].z`). */
-const REFERENCE = new RegExp(
-  String.raw`^((var|local|module|data)\.[\w-]+|[a-z][a-z0-9]*_[a-z0-9_]+\.[\w-]+)(\.[\w-]+|${INDEX})*$`,
+export const REFERENCE = new RegExp(
+  String.raw`^((var|local|module)\.[\w-]+|data\.[a-z][a-z0-9]*_[a-z0-9_]+\.[\w-]+|${PROVIDER_TYPE}\.[\w-]+)(\.[\w-]+|${INDEX})*$`,
 );
 
 /** Entries with unique keys after `toKey` (HCL rejects a repeated attribute): the first one wins. */
@@ -32,17 +37,30 @@ function uniqueEntries(obj: Record<string, unknown>, toKey: (k: string) => strin
   return out;
 }
 
+/**
+ * A quoted HCL string of `s` that always parses: an interpolation `${...}` stays only when it holds one
+ * reference (what the default bodies write inside policies); any other `${` or `%{` is escaped to a literal.
+ */
+export function hclString(s: string): string {
+  const escaped = s.replace(/\$\{([^{}]*)\}|\$\{|%\{/g, (m: string, inner: string | undefined) => {
+    if (inner !== undefined && REFERENCE.test(inner.trim())) return m;
+    return m === '%{' ? '%%{' : `$$${m.slice(1)}`;
+  });
+  // JSON's escapes are HCL's, except \b and \f (HCL has none): those two control characters are left out.
+  return JSON.stringify(escaped.replace(/[\b\f]/g, ''));
+}
+
 function renderValue(v: unknown, indent: string): string {
   if (typeof v === 'string') {
     if (REFERENCE.test(v.trim())) return v.trim();
-    return JSON.stringify(v);
+    return hclString(v);
   }
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (v === null || v === undefined) return 'null';
   if (Array.isArray(v)) return `[${v.map((x) => renderValue(x, indent)).join(', ')}]`;
   const inner = `${indent}  `;
   const lines = uniqueEntries(v as Record<string, unknown>, (k) =>
-    /^[A-Za-z_][\w-]*$/.test(k) ? k : JSON.stringify(k),
+    /^[A-Za-z_][\w-]*$/.test(k) ? k : hclString(k),
   ).map(([k, x]) => `${inner}${k} = ${renderValue(x, inner)}`);
   return lines.length ? `{\n${lines.join('\n')}\n${indent}}` : '{}';
 }
@@ -77,7 +95,7 @@ export function renderResource(r: PlannedResource, gen: GeneratedResource, all: 
       '',
       `output "${hclName(`${r.name}_${o.name}`)}" {`,
       `  value = ${renderValue(o.value, '  ')}`,
-      ...(o.description ? [`  description = ${JSON.stringify(o.description)}`] : []),
+      ...(o.description ? [`  description = ${hclString(o.description)}`] : []),
       '}',
     );
   }

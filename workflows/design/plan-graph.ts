@@ -4,7 +4,9 @@
  * depends only on earlier levels, so each level's resources are generated in parallel). Pure, workflow-safe.
  */
 import { hclName, renderResource } from './hcl';
-import { ENGINEER_SCHEMA, PLAN_SCHEMA, validateJson } from './schemas';
+import { isKnownType } from './catalog';
+import { repairPlanGraph } from './fallback';
+import { acceptGenerated, ENGINEER_SCHEMA, PLAN_SCHEMA, validateJson } from './schemas';
 import { DESIGN_DEFAULTS } from './settings';
 import type { GeneratedResource, PlannedResource } from '../../contracts/design';
 
@@ -133,6 +135,69 @@ export function draftToPlan(list: EngineerResource[]): { resources: PlannedResou
   }));
   const snippets = resources.map((r, i) => renderResource(r, valid[i] ?? {}, resources));
   return { resources, snippets };
+}
+
+/**
+ * `accept` of v1's engineer draft under DESIGN_V1_SCHEMA_PATCH: types coerced to Terraform spelling; the items
+ * of a type the generator knows with an `attributes` object are kept (each as `acceptGenerated` reads it), the
+ * others left out; an error only when none is left. What the items hold is repaired afterwards, as in v2.
+ */
+export function acceptDraftLoose(parsed: unknown): { value: EngineerResource[] } | { error: string } {
+  const list = (parsed as { resources?: unknown } | null)?.resources;
+  if (!Array.isArray(list) || list.length === 0) return { error: '$.resources: must be a non-empty array' };
+  const out: EngineerResource[] = [];
+  for (const item of coerceTypes(list).slice(0, DESIGN_DEFAULTS.maxResources) as Record<string, unknown>[]) {
+    if (!item || typeof item.type !== 'string' || !isKnownType(item.type)) continue;
+    const gen = acceptGenerated(item);
+    if ('value' in gen)
+      out.push({ ...gen.value, type: item.type, name: typeof item.name === 'string' ? item.name : '' });
+  }
+  if (out.length) return { value: out };
+  const errors = validateJson({ resources: coerceTypes(list) }, ENGINEER_SCHEMA);
+  return { error: errors.length ? errors.join('; ') : '$.resources: no item has a known type and "attributes"' };
+}
+
+/**
+ * The planned resources of a v1 draft added to `kept` (the previous revision's resources): each drafted resource
+ * whose address the design does not have yet, with an id of its own and the dependencies its references name
+ * (`bucket = aws_s3_bucket.logs.id` → depends on that bucket), cycles broken. `drafts[i]` describes `added[i]`.
+ */
+export function draftResources(
+  list: EngineerResource[],
+  kept: PlannedResource[],
+): { added: PlannedResource[]; drafts: GeneratedResource[]; notes: string[] } {
+  const ids = new Set(kept.map((r) => r.id));
+  const addresses = new Set(kept.map((r) => `${r.type}.${r.name}`));
+  const added: PlannedResource[] = [];
+  const drafts: GeneratedResource[] = [];
+  let n = 0;
+  for (const item of list) {
+    const name = hclName(item.name || item.type.replace(/^aws_/, ''));
+    if (addresses.has(`${item.type}.${name}`)) continue;
+    addresses.add(`${item.type}.${name}`);
+    let id: string;
+    do id = `r${++n}`;
+    while (ids.has(id));
+    ids.add(id);
+    added.push({ id, type: item.type, name, dependsOn: [], requirements: '' });
+    const { type: _t, name: _n, ...gen } = item;
+    drafts.push(gen);
+  }
+  const all = [...kept, ...added];
+  const idOf = new Map(all.map((r) => [`${r.type}.${r.name}`, r.id]));
+  added.forEach((r, i) => {
+    const refs = JSON.stringify([drafts[i]!.attributes ?? {}, drafts[i]!.blocks ?? []]);
+    r.dependsOn = [
+      ...new Set(
+        [...refs.matchAll(/\b(aws_[a-z0-9_]+\.[A-Za-z_][\w-]*)/g)]
+          .map((m) => idOf.get(m[1]!))
+          .filter((d): d is string => d !== undefined && d !== r.id),
+      ),
+    ];
+  });
+  const repaired = repairPlanGraph(all);
+  const byId = new Map(repaired.resources.map((r) => [r.id, r]));
+  return { added: added.map((r) => byId.get(r.id)!), drafts, notes: repaired.notes };
 }
 
 /** `salvage` of the plan: the complete resource objects of a cut-off reply, when there are any. */

@@ -5,7 +5,7 @@
  * (common/llm-bounds.ts). Pure, workflow-safe.
  */
 import { AWS_RESOURCE_TYPES } from './catalog';
-import { DESIGN_FILE_NAMES } from '../../contracts/design';
+import { DESIGN_FILE_NAMES, type GeneratedResource } from '../../contracts/design';
 
 /** The JSON Schema subset the design schemas use, which both Ollama's grammar and `validateJson` enforce. */
 export interface JsonSchema {
@@ -129,6 +129,32 @@ export const RESOURCE_SCHEMA: JsonSchema = {
   required: ['attributes'],
   additionalProperties: false,
 };
+
+/**
+ * `accept` of a generated resource under the provider schema: any reply with an `attributes` object is used.
+ * What the reply holds beyond that is not judged here but repaired deterministically afterwards (references
+ * outside the design, then `conformResource`: arguments the provider does not know or of the wrong type
+ * dropped, required ones from the default body); malformed blocks and outputs are left out here.
+ */
+export function acceptGenerated(parsed: unknown): { value: GeneratedResource } | { error: string } {
+  const o = parsed as Record<string, unknown> | null;
+  const isObj = (v: unknown): v is Record<string, unknown> => Boolean(v) && typeof v === 'object' && !Array.isArray(v);
+  if (!isObj(o)) return { error: '$: must be an object' };
+  if (!isObj(o.attributes)) return { error: '$: missing "attributes" (an object of argument name → value)' };
+  const blocks = (Array.isArray(o.blocks) ? o.blocks : [])
+    .filter((b): b is Record<string, unknown> => isObj(b) && typeof b.type === 'string')
+    .map((b) => ({ type: b.type as string, attributes: isObj(b.attributes) ? b.attributes : {} }));
+  const outputs = (Array.isArray(o.outputs) ? o.outputs : [])
+    .filter((x): x is Record<string, unknown> => isObj(x) && typeof x.name === 'string' && typeof x.value === 'string')
+    .map((x) => ({ name: x.name as string, value: x.value as string }));
+  return {
+    value: {
+      attributes: o.attributes,
+      ...(blocks.length ? { blocks } : {}),
+      ...(Array.isArray(o.outputs) ? { outputs } : {}),
+    },
+  };
+}
 
 /** Whole files back from the fix pass (their length is bounded by the call's num_predict). */
 export const FIX_SCHEMA: JsonSchema = {

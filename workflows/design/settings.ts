@@ -29,3 +29,15 @@ export const DESIGN_QUESTIONS_PATCH = 'design-question-templates';
  * conformed to it), a follow-up revision starts from the previous files, and each revision is committed to git.
  */
 export const DESIGN_SCHEMA_PATCH = 'design-provider-schema';
+/**
+ * Patch id (v1): the engineer's draft goes through the same repair as v2's generator (references outside the
+ * design, then the provider schema with the default body as fallback), and a follow-up revision keeps the
+ * previous resources and their code, the engineer drafting only what the change adds.
+ */
+export const DESIGN_V1_SCHEMA_PATCH = 'design-v1-schema-draft';
+/**
+ * Patch id (v2): a generator reply is used whenever it has an `attributes` object; what it holds is repaired
+ * deterministically (references outside the design, then the provider schema) instead of being sent back
+ * for repair over a value the schema would keep (a map of tags) or drop anyway.
+ */
+export const DESIGN_GENERATE_REPAIR_PATCH = 'design-generate-repair';

@@ -3,7 +3,9 @@
  * general: consultant (gathers requirements, ⇄ human) → prompt generator → engineer ⇄ lead (the lead approves
  * or sends the draft back with review notes, bounded) → combine → validate → store.
  */
+import { patched } from '@temporalio/workflow';
 import { runDesign } from './run';
+import { DESIGN_V1_SCHEMA_PATCH } from './settings';
 import { buildV1Graph, v1StateForRevision, viewV1State, type V1State } from './v1-graph';
 import type { DesignResult, InfraDesignInput } from '../../contracts/design';
 
@@ -12,7 +14,8 @@ export async function infraDesignV1Workflow(input: InfraDesignInput): Promise<De
   return runDesign<V1State>({
     input,
     version: 'v1',
-    build: (hooks) => buildV1Graph({ input, ...hooks }),
+    // Decided once, when the graph is built at the start (see runDesign).
+    build: (hooks) => buildV1Graph({ input, ...hooks, schemaDraft: patched(DESIGN_V1_SCHEMA_PATCH) }),
     initial: { messages: [{ role: 'user', content: input.request }] },
     revise: (final, message) => ({
       startAt: 'consultant',

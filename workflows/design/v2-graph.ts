@@ -46,7 +46,9 @@ import {
   planMessages,
   routeMessages,
 } from './prompts';
+import { declaredFor, repairReferences } from './references';
 import {
+  acceptGenerated,
   bySchema,
   FIX_SCHEMA,
   MAX_QUESTIONS,
@@ -58,6 +60,7 @@ import {
 } from './schemas';
 import {
   DESIGN_DEFAULTS,
+  DESIGN_GENERATE_REPAIR_PATCH,
   DESIGN_PLAN_COVERAGE_PATCH,
   DESIGN_QUESTIONS_PATCH,
   DESIGN_ROUTE_WORDS_PATCH,
@@ -107,6 +110,13 @@ function v2Channels(): Channels<Omit<DesignState, keyof DesignBase>> {
   };
 }
 
+/** The `resource` and `data` addresses the files declare, sorted. */
+const addressesOf = (files: Record<string, string>) =>
+  Object.values(files)
+    .flatMap((text) => [...text.matchAll(/^\s*(resource|data)\s+"([^"]+)"\s+"([^"]+)"/gm)])
+    .map((m) => `${m[1] === 'data' ? 'data.' : ''}${m[2]}.${m[3]}`)
+    .sort();
+
 /** Errors of a validation; a file that does not parse outweighs any number of other errors. */
 const errorCount = (v: TerraformValidation) =>
   v.diagnostics.reduce((n, d) => n + (d.severity !== 'error' ? 0 : d.check === 'hcl-parse' ? 1000 : 1), 0);
@@ -153,16 +163,25 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
       // The model decodes under the resource's own schema; a reply is judged by the generic shape, so an
       // argument the provider does not know is dropped below (and noted), not a reason to discard the reply.
       schema: schema ?? RESOURCE_SCHEMA,
-      accept: bySchema<GeneratedResource>(RESOURCE_SCHEMA),
+      // DESIGN_GENERATE_REPAIR_PATCH: whether a reply is accepted decides whether a repair call is made.
+      accept: patched(DESIGN_GENERATE_REPAIR_PATCH) ? acceptGenerated : bySchema<GeneratedResource>(RESOURCE_SCHEMA),
     });
     const fallback = defaultResource(r, s.resources);
-    const conformed = out.value ? await acts.conform(r.type, out.value, fallback) : undefined;
+    // References to what the design does not declare are repaired first (the default body's value, or
+    // dropped), then the schema decides what stays and fills what it requires.
+    const repaired = out.value
+      ? repairReferences(out.value, fallback, declaredFor(s.resources, fallback.extra))
+      : undefined;
+    const conformed = repaired ? await acts.conform(r.type, repaired.resource, fallback) : undefined;
     const gen: GeneratedResource = conformed
       ? { ...conformed.resource, outputs: conformed.resource.outputs ?? fallback.outputs, extra: fallback.extra }
       : fallback;
-    const extra = conformed?.dropped.length
-      ? [`generate:${r.id}: dropped ${conformed.dropped.join('; ')} (not in the provider schema)`.slice(0, 400)]
-      : [];
+    const extra = [
+      ...(conformed?.dropped.length
+        ? [`generate:${r.id}: dropped ${conformed.dropped.join('; ')} (not in the provider schema)`.slice(0, 400)]
+        : []),
+      ...(repaired?.notes.length ? [`generate:${r.id}: references ${repaired.notes.join('; ')}`.slice(0, 400)] : []),
+    ];
     return {
       snippets: { [r.id]: renderResource(r, gen, s.resources) },
       levelIndex: s.levels.findIndex((l) => l.includes(r.id)),
@@ -314,11 +333,16 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         messages: fixMessages(s),
         schema: FIX_SCHEMA,
       });
+      const fixed = out.value ? acceptFixedFiles(s.files, out.value) : s.files;
+      // A fix keeps the design: files that lose a resource (or rename one) are not a fix, the pass is spent
+      // and the files stay as they were.
+      const lost = addressesOf(s.files).filter((a) => !addressesOf(fixed).includes(a));
+      const extra = lost.length ? [`fix: pass ${s.fixIterations + 1} dropped ${lost.join(', ')}; not used`] : [];
       return {
-        files: out.value ? acceptFixedFiles(s.files, out.value) : s.files,
+        files: lost.length ? s.files : fixed,
         // A fix pass that gave nothing usable ends fixing: another pass would see the same input.
         fixIterations: out.value ? s.fixIterations + 1 : maxFix,
-        ...recordCall('fix', out, 'fixing skipped'),
+        ...recordCall('fix', out, 'fixing skipped', extra),
       };
     },
   };
