@@ -6,10 +6,16 @@
  *    (instant) LLM calls. Target (docs/operations.md, Benchmarks): ≤ 100 ms p50.
  * 2. 200 chats at once on one orchestrator worker: replies per second and p95 latency, and a profile of where a
  *    reply's time goes, read from the histories of a sample of those chats (workflow task queue wait and run,
- *    each activity's queue wait and run).
+ *    each activity's queue wait and run; workflow tasks, activities, local activities and history events per
+ *    reply), and the CPU each process of the stack (and each thread of this one) spent per reply, read from
+ *    /proc: on a shared machine the latencies measure the machine's load, the CPU per reply much less so.
+ *    BENCH_CHAT_CPU_PROFILE=<file> also writes a V8 CPU profile of this process's main thread for that phase.
  */
 import http from 'node:http';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { signBody, SIGNATURE_HEADER, verifySignature } from '../lib/channel/signature';
 import type { Client } from '@temporalio/client';
 import { round, sleep, startStack, summarize, type Bench, type Row } from './lib';
@@ -19,6 +25,13 @@ const PROFILE_SAMPLE = 40;
 
 type Ts = { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null | undefined;
 const tsMs = (t: Ts) => (t ? Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : NaN);
+
+/** Counts (not times) in a profile, per reply. */
+const COUNT_WFT = 'workflow tasks';
+const COUNT_EVENTS = 'history events';
+const COUNT_LOCAL = 'local activities (markers)';
+const COUNT_ACTIVITIES = 'activities scheduled';
+const COUNTS = [COUNT_WFT, COUNT_ACTIVITIES, COUNT_LOCAL, COUNT_EVENTS];
 
 /**
  * Where the time of one chat's first reply went, from its history: from the first event to the completion of the
@@ -35,6 +48,8 @@ async function profileChat(client: Client, workflowId: string): Promise<Map<stri
   for (const e of events) {
     const id = Number(e.eventId);
     const ms = tsMs(e.eventTime as Ts);
+    if (e.markerRecordedEventAttributes) add(COUNT_LOCAL, 1);
+    if (e.activityTaskScheduledEventAttributes) add(COUNT_ACTIVITIES, 1);
     if (e.workflowTaskScheduledEventAttributes) at.set(id, { ms });
     else if (e.workflowTaskStartedEventAttributes) {
       const s = at.get(Number(e.workflowTaskStartedEventAttributes.scheduledEventId));
@@ -43,6 +58,7 @@ async function profileChat(client: Client, workflowId: string): Promise<Map<stri
     } else if (e.workflowTaskCompletedEventAttributes) {
       const s = at.get(Number(e.workflowTaskCompletedEventAttributes.startedEventId));
       if (s) add('workflow task: run', ms - s.ms);
+      add(COUNT_WFT, 1);
     } else if (e.activityTaskScheduledEventAttributes) {
       at.set(id, { ms, type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?' });
     } else if (e.activityTaskStartedEventAttributes) {
@@ -54,6 +70,7 @@ async function profileChat(client: Client, workflowId: string): Promise<Map<stri
       if (s) add(`${s.type}: run`, ms - s.ms);
       if (s?.type === 'deliverChatReply') {
         out.set('total', ms - t0);
+        out.set(COUNT_EVENTS, id);
         break;
       }
     } else if (e.timerStartedEventAttributes) at.set(id, { ms });
@@ -63,6 +80,56 @@ async function profileChat(client: Client, workflowId: string): Promise<Map<stri
     }
   }
   return out;
+}
+
+/** CPU ticks (utime + stime) and command name of /proc/<pid>[/task/<tid>]/stat; undefined when gone. */
+function statOf(file: string): { comm: string; ticks: number; ppid: number } | undefined {
+  try {
+    const stat = readFileSync(file, 'utf8');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    // Fields after the command: state ppid ... utime (14th field overall) stime (15th).
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { comm, ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time so far (clock ticks) of this process's threads, grouped by thread name (the main JS thread is `node`,
+ * the workflow thread and the SDK's Rust runtime have their own names), and of each child process tree (the
+ * Temporal dev server, moto, Ollama), grouped by command name.
+ */
+function cpuSnapshot(): Map<string, number> {
+  const out = new Map<string, number>();
+  const add = (k: string, v: number) => out.set(k, (out.get(k) ?? 0) + v);
+  for (const tid of readdirSync(`/proc/${process.pid}/task`)) {
+    const s = statOf(`/proc/${process.pid}/task/${tid}/stat`);
+    if (s) add(`bench process, thread ${s.comm}`, s.ticks);
+  }
+  const procs = new Map<number, { comm: string; ticks: number; ppid: number }>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const s = statOf(`/proc/${e}/stat`);
+    if (s) procs.set(Number(e), s);
+  }
+  const top = new Map<number, string>();
+  for (const [pid, s] of procs) if (s.ppid === process.pid) top.set(pid, s.comm);
+  for (const [pid, s] of procs) {
+    let cur = pid;
+    for (let i = 0; i < 20 && cur > 1 && !top.has(cur); i++) cur = procs.get(cur)?.ppid ?? 0;
+    if (top.has(cur)) add(top.get(cur)!, s.ticks);
+  }
+  return out;
+}
+
+/** CPU seconds each entry used between two snapshots, largest first. */
+function cpuSpent(before: Map<string, number>, after: Map<string, number>): [string, number][] {
+  const hz = 100; // USER_HZ on Linux
+  return [...after]
+    .map(([k, v]): [string, number] => [k, (v - (before.get(k) ?? 0)) / hz])
+    .filter(([, s]) => s >= 0.05)
+    .sort((a, b) => b[1] - a[1]);
 }
 
 const MODEL = 'benchfake:1b';
@@ -167,6 +234,15 @@ export const bench: Bench = {
 
       // 2. Many chats at once.
       const ids = Array.from({ length: CONCURRENT }, (_, i) => `bench-many-${run}-${i}`);
+      // BENCH_CHAT_CPU_PROFILE=<file>: a V8 CPU profile of this process's main thread while the chats run.
+      const profiler = process.env.BENCH_CHAT_CPU_PROFILE ? new Session() : undefined;
+      if (profiler) {
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      }
+      const load0 = os.loadavg()[0]!;
+      const cpu0 = cpuSnapshot();
       const t0 = performance.now();
       const settled = await Promise.allSettled(
         ids.map(async (id) => {
@@ -178,6 +254,13 @@ export const bench: Bench = {
       const missing = ids.length - latencies.length;
       const answered = ids.filter((id) => arrivals.has(id));
       const elapsedS = (Math.max(...answered.map((id) => arrivals.get(id)!)) - t0) / 1000;
+      const cpu = cpuSpent(cpu0, cpuSnapshot());
+      const load1 = os.loadavg()[0]!;
+      if (profiler) {
+        const { profile } = await profiler.post('Profiler.stop');
+        writeFileSync(process.env.BENCH_CHAT_CPU_PROFILE!, JSON.stringify(profile));
+        profiler.disconnect();
+      }
 
       // 3. Profile: where the concurrent chats' time went, per reply (mean over a sample of their histories).
       const step = Math.max(1, Math.floor(ids.length / PROFILE_SAMPLE));
@@ -188,7 +271,7 @@ export const bench: Bench = {
       }
       const mean = (k: string) => (sums.get(k) ?? 0) / sample.length;
       const parts = [...sums.keys()]
-        .filter((k) => k !== 'total')
+        .filter((k) => k !== 'total' && !COUNTS.includes(k))
         .sort((a, b) => mean(b) - mean(a))
         .map((k) => `${k} ${round(mean(k))}`);
       const o = summarize(overhead);
@@ -241,6 +324,24 @@ export const bench: Bench = {
           value: round(mean('total')),
           unit: 'ms',
           note: `first event → reply delivered; sums per chat in ms: ${parts.join('; ')}`,
+        },
+        {
+          bench: 'chat',
+          metric: `${CONCURRENT} concurrent chats: workflow tasks per reply (mean of ${sample.length} histories)`,
+          value: round(mean(COUNT_WFT)),
+          unit: 'tasks',
+          note: COUNTS.filter((k) => k !== COUNT_WFT)
+            .map((k) => `${k} ${round(mean(k))}`)
+            .join('; '),
+        },
+        {
+          bench: 'chat',
+          metric: `${CONCURRENT} concurrent chats: CPU per reply, all processes of the stack`,
+          value: round((1000 * cpu.reduce((a, [, v]) => a + v, 0)) / Math.max(1, answered.length)),
+          unit: 'ms',
+          note:
+            `CPU ms per reply: ${cpu.map(([k, v]) => `${k} ${round((1000 * v) / Math.max(1, answered.length))}`).join('; ')}; ` +
+            `${round(elapsedS)} s wall on ${os.cpus().length} CPUs, load average ${round(load0)} → ${round(load1)}`,
         },
         {
           bench: 'chat',
