@@ -19,6 +19,11 @@ export interface PromptWorkflowInput {
   system?: string;
   options?: LlmOptions;
   format?: LlmFormat;
+  /**
+   * Set by the API, which checked that a node serves the model just before starting the run: the workflow then
+   * skips its own check (one local activity). Other clients leave it out and get the check.
+   */
+  modelChecked?: boolean;
 }
 
 export interface PromptWorkflowResult {

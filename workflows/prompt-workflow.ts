@@ -39,7 +39,8 @@ export async function promptWorkflow(input: PromptWorkflowInput): Promise<Prompt
         message: 'promptWorkflow needs exactly one of `prompt` and `messages`',
       });
     }
-    await assertModelServed(input.modelId);
+    // Decided by the input alone, so replay takes the same branch (runs started before the flag keep the check).
+    if (!input.modelChecked) await assertModelServed(input.modelId);
     // The summary is what the Web UI shows on the activity: which model, and why it was called.
     const llm = llmActivities(input.modelId, {
       summary: `${input.modelId} · prompt`,

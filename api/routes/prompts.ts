@@ -17,11 +17,12 @@ import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { idempotencyKeyOf, idempotentId, bodyHash } from '../idempotency';
 import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiLink } from '../workflow-routes';
-import { WaitQuerySchema, waitForClose } from '../long-poll';
+import { WaitQuerySchema, waitForClose, type CloseOutcome } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
 import type { promptWorkflow } from '../../workflows/prompt-workflow';
+import type { PromptWorkflowResult } from '../../contracts/prompt';
 import { SearchAttributeKey } from '../../common/search-attributes';
 
 export const PromptBodySchema = z
@@ -137,7 +138,8 @@ export function promptsRouter(deps: ApiDeps): Router {
       await temporal.workflow.start<typeof promptWorkflow>('promptWorkflow', {
         taskQueue: ORCHESTRATOR_QUEUE,
         workflowId: id,
-        args: [{ ...body, modelId }],
+        // The model was checked just above: the workflow skips its own check (a local activity's round).
+        args: [{ ...body, modelId, modelChecked: true }],
         // Same key while running → the running one; after it closed → rejected, and we answer with it below.
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
@@ -164,8 +166,9 @@ export function promptsRouter(deps: ApiDeps): Router {
     const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
     const { handle, desc: described } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
     let desc = described;
+    let outcome: CloseOutcome<PromptWorkflowResult> = { closed: false };
     if (waitMs > 0 && desc.status.name === 'RUNNING') {
-      await waitForClose(handle, waitMs);
+      outcome = await waitForClose<PromptWorkflowResult>(handle, waitMs);
       desc = await handle.describe();
     }
     const status = STATUS[desc.status.name] ?? 'unknown';
@@ -179,7 +182,9 @@ export function promptsRouter(deps: ApiDeps): Router {
     };
     if (status !== 'running' && status !== 'unknown') {
       try {
-        const r = await handle.result();
+        // The long poll's outcome when it saw the close; else (answered at once) the history's.
+        if (outcome.closed && 'error' in outcome) throw outcome.error;
+        const r = outcome.closed && 'result' in outcome ? outcome.result : await handle.result();
         out.result = { content: r.content, model: r.model, nodeId: r.nodeId, usage: { ...r.usage } };
         if (r.doneReason) out.result.doneReason = r.doneReason;
       } catch (err) {

@@ -18,6 +18,7 @@ import { createLlmWorkers } from '../../workers/llm';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
+import { recordHistory } from '../helpers/histories';
 import { startFakeOllama } from '../helpers/fake-ollama';
 import { startStreamingOllama, type StreamingOllama } from '../helpers/streaming-ollama';
 import { DEFAULT_NUM_PREDICT } from '../../common/llm-bounds';
@@ -153,6 +154,13 @@ describe('POST /prompts → GET /prompts/:id', () => {
     expect(done.body.result.usage.promptTokens).toBeGreaterThan(0);
     expect(done.body.result.usage.completionTokens).toBeGreaterThan(0);
     expect(done.body.closedAt).toBeDefined();
+    // The API checked the model just before starting the run, so the run makes no check of its own: no local
+    // activity marker in its history (a run started by another client keeps the check, prompt-workflow.test.ts).
+    const handle = env.client.workflow.getHandle(id);
+    const events = (await handle.fetchHistory()).events ?? [];
+    expect(events.filter((e) => e.activityTaskScheduledEventAttributes).length).toBe(1);
+    expect(events.filter((e) => e.markerRecordedEventAttributes).length).toBe(0);
+    await recordHistory('prompt-api-checked', handle);
 
     // A long poll on a finished prompt answers at once with the same result; a bad waitMs is a 400.
     const again = await request(app).get(`/prompts/${id}?waitMs=60000`).set(auth(KEY_A));
