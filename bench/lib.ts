@@ -363,7 +363,7 @@ export function quietRuntime(): void {
 }
 
 const silent = () => undefined;
-const SILENT_LOGGER = { trace: silent, debug: silent, info: silent, warn: silent, error: silent, log: silent };
+export const SILENT_LOGGER = { trace: silent, debug: silent, info: silent, warn: silent, error: silent, log: silent };
 
 /** The API key every bench stack accepts; `Stack.api` sends it. */
 export const BENCH_API_KEY = 'bench-key-0001';
