@@ -22,6 +22,7 @@ import { ORCHESTRATOR_QUEUE } from '../common/task-queues';
 import { dataConverterFor } from '../lib/codec/payload-codec';
 import { connectWorker, installRuntimeLogger, runUntilSignal, startWorkerTelemetry } from './shared';
 import { workerTracing } from '../lib/telemetry/tracing';
+import { WORKFLOW_PRELOAD_MODULES } from './orchestrator-bundle';
 
 export interface OrchestratorWorkerOptions {
   connection: NativeConnection;
@@ -41,6 +42,16 @@ export interface OrchestratorWorkerOptions {
 
 /** In-flight activities get this long to finish when the worker stops. */
 const SHUTDOWN_GRACE = '10 seconds';
+
+/**
+ * Workflow runs kept in memory between their tasks (the sticky cache). The SDK's default follows the V8 heap limit
+ * (about 2,300 runs on a 4 GB heap), and each cached run holds its own copy of the bundle's modules and its state:
+ * 1,000 open chats passed 2.7 GB and kept growing with that default, and ended at 1.5 GB with this bound (bench/rss,
+ * one run each). A run evicted from the cache replays its history at its next task; a chat's history is short (it
+ * continues as new every CHAT_TURN_LIMIT turns). 250 keeps 200 chats in conversation cached (docs/decisions.md,
+ * "Chats at load").
+ */
+export const ORCHESTRATOR_MAX_CACHED_WORKFLOWS = 250;
 
 export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions): Promise<Worker> {
   const { connection, config, overrides = {} } = opts;
@@ -76,9 +87,13 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
       ? {}
       : config.WORKFLOW_BUNDLE_PATH
         ? { workflowBundle: { codePath: config.WORKFLOW_BUNDLE_PATH } }
-        : { workflowsPath: require.resolve('../workflows') }),
+        : {
+            workflowsPath: require.resolve('../workflows'),
+            bundlerOptions: { preloadModules: WORKFLOW_PRELOAD_MODULES },
+          }),
     activities,
     shutdownGraceTime: SHUTDOWN_GRACE,
+    maxCachedWorkflows: ORCHESTRATOR_MAX_CACHED_WORKFLOWS,
     // Traces workflows and activities; a prebuilt bundle has the workflow interceptors built in.
     ...workerTracing({ bundled: Boolean(overrides.workflowBundle ?? config.WORKFLOW_BUNDLE_PATH) }),
     ...overrides,

@@ -8,6 +8,7 @@ import * as workflows from '../../workflows';
 import { historyFiles, loadHistory } from '../helpers/histories';
 import { quietRuntime } from '../helpers/env';
 import { WORKFLOW_INTERCEPTOR_MODULES } from '../../lib/telemetry/tracing';
+import { WORKFLOW_PRELOAD_MODULES } from '../../workers/orchestrator-bundle';
 
 jest.setTimeout(120_000);
 
@@ -17,8 +18,9 @@ beforeAll(async () => {
   quietRuntime();
   bundle = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../workflows'),
-    // As the production bundle (scripts/bundle-workflows.ts): with tracing's workflow interceptors.
+    // As the production bundle (scripts/bundle-workflows.ts): with tracing's workflow interceptors and preloads.
     workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
+    preloadModules: WORKFLOW_PRELOAD_MODULES,
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
   });
 });
@@ -37,6 +39,13 @@ it.each(files)('replays %s deterministically', async (file) => {
   const history = loadHistory(file);
   expect(history.events?.length).toBeGreaterThan(3);
   await Worker.runReplayHistory({ workflowBundle: bundle }, history, file);
+});
+
+it('preloads OpenTelemetry’s attribute tables once for every run (workers/orchestrator-bundle.ts)', () => {
+  const preload = bundle.code.slice(bundle.code.indexOf('exports.preloadModules = function'));
+  expect(preload.slice(0, preload.indexOf('}'))).toContain('workers/orchestrator-preload.ts');
+  const mod = bundle.code.slice(bundle.code.indexOf('/***/ "./workers/orchestrator-preload.ts"'));
+  expect(mod.slice(0, 3000)).toContain('@opentelemetry/semantic-conventions');
 });
 
 it('keeps zod out of the workflow bundle: a workflow re-evaluates every module it imports on each new run', () => {
