@@ -46,8 +46,8 @@ const SHUTDOWN_GRACE = '10 seconds';
 /**
  * Workflow runs kept in memory between their tasks (the sticky cache). The SDK's default follows the V8 heap limit
  * (about 2,300 runs on a 4 GB heap), and each cached run holds its own copy of the bundle's modules and its state:
- * 1,000 open chats passed 2.7 GB and kept growing with that default, and ended at 1.5 GB with this bound (bench/rss,
- * one run each). A run evicted from the cache replays its history at its next task; a chat's history is short (it
+ * 1,000 open chats took 2.3 GB with that default (3.9 GB while they were answered) and 1.5 GB with this bound
+ * (bench/rss, one run each). A run evicted from the cache replays its history at its next task; a chat's history is short (it
  * continues as new every CHAT_TURN_LIMIT turns). 250 keeps 200 chats in conversation cached (docs/decisions.md,
  * "Chats at load").
  */
