@@ -33,8 +33,17 @@ export const bench: Bench = {
     const requests = QUICK ? DESIGN_REQUESTS.slice(0, 3) : DESIGN_REQUESTS;
     const rows: Row[] = [];
     try {
-      const outcomes: { completed: boolean; schemaValid: boolean; fixRounds: number; ms: number; routeMs?: number }[] =
-        [];
+      const outcomes: {
+        completed: boolean;
+        schemaValid: boolean;
+        staticOk: boolean;
+        fixRounds: number;
+        ms: number;
+        routeMs?: number;
+        /** Resources generated from the model's reply (first or repaired) and from the default body. */
+        fromModel: number;
+        fromDefault: number;
+      }[] = [];
       for (const [i, request] of requests.entries()) {
         if (ctx.signal?.aborted) break;
         const designId = `design-bench-quality-${Date.now()}-${i}`;
@@ -56,14 +65,22 @@ export const bench: Bench = {
         const outcome = {
           completed: result?.phase === 'completed',
           schemaValid: result?.phase === 'completed' && result.schemaCheck === 'passed',
+          staticOk: result?.phase === 'completed' && result.validation?.ok === true,
           fixRounds: steps.filter((s) => s.node === 'fix').length,
           ms,
           routeMs: steps.find((s) => s.node === 'route')?.durationMs,
+          fromModel: Object.entries(result?.llmPaths ?? {}).filter(
+            ([k, v]) => k.startsWith('generate:') && v !== 'fallback',
+          ).length,
+          fromDefault: Object.entries(result?.llmPaths ?? {}).filter(
+            ([k, v]) => k.startsWith('generate:') && v === 'fallback',
+          ).length,
         };
         outcomes.push(outcome);
         ctx.log(
           `design-quality: "${request}": ${result?.phase ?? 'failed'}, schemaCheck ${result?.schemaCheck ?? '-'}, ` +
             `terraformValidate ${result?.terraformValidate ?? '-'}, ${outcome.fixRounds} fix round(s), ` +
+            `${outcome.fromModel}/${outcome.fromModel + outcome.fromDefault} resource(s) from the model's reply, ` +
             `${round(ms / 1000, 1)} s${result?.notes.length ? `; notes: ${result.notes.join(' | ').slice(0, 300)}` : ''}`,
         );
       }
@@ -90,6 +107,27 @@ export const bench: Bench = {
           goal: `≥ ${GOAL * 100}%`,
           pass: schemaValid / Math.max(n, 1) >= GOAL,
           note: `${schemaValid}/${n}; hashicorp/aws schema from schemas/aws-provider.json.gz`,
+        },
+        {
+          bench: 'design-quality',
+          metric: 'designs with no error from any check that ran (validation ok)',
+          value: pct(outcomes.filter((o) => o.staticOk).length),
+          unit: '%',
+          note: 'parser, references, providers, duplicates, schema; terraform validate where it ran',
+        },
+        {
+          bench: 'design-quality',
+          metric: "resources generated from the model's reply (not the default body)",
+          value: round(
+            (100 * outcomes.reduce((a, o) => a + o.fromModel, 0)) /
+              Math.max(
+                1,
+                outcomes.reduce((a, o) => a + o.fromModel + o.fromDefault, 0),
+              ),
+            1,
+          ),
+          unit: '%',
+          note: `${outcomes.reduce((a, o) => a + o.fromModel, 0)}/${outcomes.reduce((a, o) => a + o.fromModel + o.fromDefault, 0)}; the rest timed out or had no attributes object`,
         },
         {
           bench: 'design-quality',
