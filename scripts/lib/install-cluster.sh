@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What cluster mode (`npm run cluster`, scripts/cluster.ts) needs beyond scripts/setup, installed lazily by the
-# cluster command itself so that `npm test`'s setup stays as fast as before:
+# What cluster mode (`npm run cluster`, scripts/cluster.ts, and the suite's cluster test) needs, run by scripts/setup
+# (the suite's test/cluster/ runs in `npm test`) and again by the cluster command itself (a no-op once done):
 #   - the real Temporal server and its schema tool (`temporal-sql-tool`), built once with `go install` from the
 #     server module (v1.31 and later need a newer Go than Debian's; v1.30.4 builds with it in ~2 min);
 #   - PostgreSQL (Debian's `postgresql`, 15 on bookworm): only its binaries are used, one private data dir per
