@@ -73,9 +73,22 @@ export const CONTAINER_RUN: ActivityOptions = {
   },
 };
 
-/** Terraform validation may run `terraform init` + `validate`, which take tens of seconds; retried a few times only. */
+/**
+ * Terraform validation may run `terraform init` + `validate`, which take tens of seconds; retried a few times only.
+ * The activity heartbeats while it runs, so a task lost with a killed worker is retried after 30 s, not 5 min.
+ */
 export const TERRAFORM_VALIDATE: ActivityOptions = {
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES] },
+};
+
+/**
+ * The design's in-process Terraform steps (combine, schema lookup, conform): milliseconds of work, so a task lost
+ * with a killed worker is retried after 30 s (the cluster kill test saw one wait out a 5-minute limit).
+ */
+export const TERRAFORM_STEP: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES] },
 };
 

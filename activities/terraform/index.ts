@@ -2,6 +2,7 @@
  * Terraform activities (orchestrator queue): combine generated snippets into files, validate them, and the AWS
  * provider schema the generator works from (its JSON schema per resource type, and conforming a reply to it).
  */
+import { Context } from '@temporalio/activity';
 import { combineTerraform } from '../../lib/terraform/combine';
 import { findTerraformBinary, validateTerraform } from '../../lib/terraform/validate';
 import { conformResource, generationSchema } from '../../lib/terraform/schema';
@@ -11,6 +12,16 @@ export interface TerraformDeps {
   /** terraform/tofu binary; default: AINODE_TERRAFORM_BIN or the first on PATH. `null` never runs it. */
   terraformBin?: string | null;
   timeoutMs?: number;
+}
+
+/** Whether this runs as an activity (tests also call the functions directly). */
+function inActivity(): boolean {
+  try {
+    Context.current();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface CombineInput {
@@ -27,7 +38,13 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
     },
     /** HCL parser + static checks (+ terraform validate when available). Never throws on invalid HCL. */
     async terraformValidate(input: { files: Record<string, string> }): Promise<TerraformValidation> {
-      return validateTerraform(input.files, { terraformBin: bin, timeoutMs: deps.timeoutMs });
+      // Heartbeats while `terraform` runs, so a worker that dies meanwhile is noticed in 30 s (TERRAFORM_VALIDATE).
+      const beat = inActivity() ? setInterval(() => Context.current().heartbeat(), 5_000) : undefined;
+      try {
+        return await validateTerraform(input.files, { terraformBin: bin, timeoutMs: deps.timeoutMs });
+      } finally {
+        clearInterval(beat);
+      }
     },
     /** The JSON schema the generator's call for a resource of `type` is constrained by (null: type unknown). */
     async terraformResourceSchema(input: { type: string }): Promise<Record<string, unknown> | null> {

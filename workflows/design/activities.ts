@@ -11,7 +11,7 @@ import type { ChatMessage, LlmFormat, LlmOptions, LlmResult } from '../../contra
 import { addUsage, emptyUsage, type LlmUsage } from '../../contracts/llm-usage';
 import type { TerraformActivities } from '../../activities/terraform';
 import type { DesignActivities } from '../../activities/design';
-import { LLM_CALL, STORAGE, TERRAFORM_VALIDATE, llmActivities } from '../policies';
+import { LLM_CALL, STORAGE, TERRAFORM_STEP, TERRAFORM_VALIDATE, llmActivities } from '../policies';
 import type { GeneratedResource, InfraDesignInput, LlmPath } from '../../contracts/design';
 import { bySchema, parseStructured, type JsonSchema } from './schemas';
 
@@ -58,7 +58,8 @@ export interface StructuredOutcome<T> {
 /** The activities a design graph calls, each with a summary `"<node>: <what>"` shown in the Web UI. */
 export function designActivities(input: InfraDesignInput) {
   const llm = llmActivities(input.model);
-  const tf = proxyActivities<TerraformActivities>(TERRAFORM_VALIDATE);
+  const tf = proxyActivities<TerraformActivities>(TERRAFORM_STEP);
+  const tfValidate = proxyActivities<TerraformActivities>(TERRAFORM_VALIDATE);
   const store = proxyActivities<DesignActivities>(STORAGE);
   const options = input.llmOptions ?? {};
   const base: LlmOptions = { temperature: 0, repeat_penalty: 1.1, ...options };
@@ -174,7 +175,7 @@ export function designActivities(input: InfraDesignInput) {
         { snippets, region },
       ]),
     validate: (node: string, files: Record<string, string>) =>
-      tf.terraformValidate.executeWithOptions({ summary: `${node}: validate HCL` }, [{ files }]),
+      tfValidate.terraformValidate.executeWithOptions({ summary: `${node}: validate HCL` }, [{ files }]),
     /** The generator's JSON schema for a resource type, from the provider schema (null: type unknown). */
     resourceSchema: (type: string) =>
       tf.terraformResourceSchema.executeWithOptions({ summary: `generate: provider schema of ${type}` }, [{ type }]),
