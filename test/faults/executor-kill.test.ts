@@ -24,8 +24,7 @@ import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { runWorkers, type RunningWorkers } from '../../scripts/lib/workers';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
-import { testApp } from '../helpers/api';
-import { buildZip } from '../fixtures/jobs/zips';
+import { testApp, uploadFunction } from '../helpers/api';
 import { startChildWorker, type ChildWorker } from './helpers/child-worker';
 
 jest.setTimeout(300_000);
@@ -134,13 +133,7 @@ const gatewayDirsOf = (jobId: string) =>
 
 describe('kill -9 the executor in the middle of a job (its container running, its gateway serving)', () => {
   it('the job completes on retry; no container, gateway socket dir or work dir of the job is left', async () => {
-    const up = await request(app)
-      .post('/functions?name=sleepy')
-      .set(auth())
-      .set('content-type', 'application/zip')
-      .send(await buildZip([{ name: 'main.py', data: SCRIPT }]));
-    expect(up.status).toBe(201);
-    const functionId = up.body.functionId as string;
+    const functionId = await uploadFunction(app, KEY, 'sleepy', SCRIPT);
     const first = await startExecutor(1);
 
     const run = await request(app).post('/run').set(auth()).send({ functionId, modelId: MODEL });

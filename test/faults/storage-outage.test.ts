@@ -35,8 +35,7 @@ import { freePort, startMoto, type Service } from '../../scripts/lib/services';
 import { readToolchain } from '../../scripts/lib/toolchain';
 import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama';
 import { createTemporalEnv, services, testConfig, uid } from '../helpers/env';
-import { testApp } from '../helpers/api';
-import { buildZip } from '../fixtures/jobs/zips';
+import { testApp, uploadFunction } from '../helpers/api';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
 
 jest.setTimeout(300_000);
@@ -149,13 +148,7 @@ afterAll(async () => {
 
 describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
   it('the API answers 503 meanwhile; afterwards every job succeeds, nothing lost or duplicated', async () => {
-    const up = await request(app)
-      .post('/functions?name=outage')
-      .set(auth())
-      .set('content-type', 'application/zip')
-      .send(await buildZip([{ name: 'main.py', data: SCRIPT }]));
-    expect(up.status).toBe(201);
-    const functionId = up.body.functionId as string;
+    const functionId = await uploadFunction(app, KEY, 'outage', SCRIPT);
     const jobIds: string[] = [];
     for (let i = 0; i < JOBS; i++) {
       const run = await request(app)
@@ -257,13 +250,7 @@ describe('the S3/DynamoDB emulator down for 10 s while jobs run', () => {
 
 describe('the emulator process frozen (SIGSTOP) for 10 s while jobs run: it accepts connections and answers nothing', () => {
   it('/readyz names storage meanwhile; once it continues every job succeeds, each container run once', async () => {
-    const up = await request(app)
-      .post('/functions?name=frozen')
-      .set(auth())
-      .set('content-type', 'application/zip')
-      .send(await buildZip([{ name: 'main.py', data: SCRIPT }]));
-    expect(up.status).toBe(201);
-    const functionId = up.body.functionId as string;
+    const functionId = await uploadFunction(app, KEY, 'frozen', SCRIPT);
     const before = fake.requests.length;
     const jobIds: string[] = [];
     for (let i = 0; i < 2; i++) {

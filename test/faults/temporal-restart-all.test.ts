@@ -32,8 +32,7 @@ import { uploadDir } from '../../scripts/lib/stack';
 import type { Toolchain } from '../../scripts/lib/toolchain';
 import { startFakeOllama, type FakeOllama, type FakeRequest } from '../helpers/fake-ollama';
 import { quietRuntime, services, testConfig, uid } from '../helpers/env';
-import { testApp } from '../helpers/api';
-import { buildZip } from '../fixtures/jobs/zips';
+import { testApp, uploadFunction } from '../helpers/api';
 import { bundleWorkflowsTo } from './helpers/bundle';
 
 jest.setTimeout(300_000);
@@ -227,13 +226,7 @@ const isAgent = (r: FakeRequest) => !r.format && !isDesign(r) && !isJob(r);
 describe('restart the Temporal dev server (same db file) while jobs, chats and a design run', () => {
   it('they all finish: jobs succeed with their output, every chat message gets one reply, the design completes', async () => {
     // A job whose LLM call waits at the node, three chats at their agent call, a design at its consultant.
-    const fn = await request(app)
-      .post('/functions?name=restart')
-      .set(auth())
-      .set('content-type', 'application/zip')
-      .send(await buildZip([{ name: 'main.py', data: SCRIPT }]));
-    expect(fn.status).toBe(201);
-    const functionId = fn.body.functionId as string;
+    const functionId = await uploadFunction(app, KEY, 'restart', SCRIPT);
     const run = async (inputData: unknown) => {
       const res = await request(app).post('/run').set(auth()).send({ functionId, modelId: MODEL, inputData });
       expect(res.status).toBe(202);

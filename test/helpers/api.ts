@@ -6,11 +6,13 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
+import request from 'supertest';
 import type { Express } from 'express';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createApp } from '../../api/app';
 import type { ApiDeps } from '../../api/deps';
 import { createCatalog } from '../../lib/llm/catalog';
+import { buildZip } from '../fixtures/jobs/zips';
 
 export function testApp(
   env: TestWorkflowEnvironment,
@@ -50,4 +52,15 @@ export async function listenApp(app: Express): Promise<ListeningApp> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Uploads a one-file function (`main.py`) with `key` through `POST /functions?name=`; expects 201, returns its id. */
+export async function uploadFunction(app: Express, key: string, name: string, script: string): Promise<string> {
+  const res = await request(app)
+    .post(`/functions?name=${encodeURIComponent(name)}`)
+    .set({ Authorization: `Bearer ${key}` })
+    .set('content-type', 'application/zip')
+    .send(await buildZip([{ name: 'main.py', data: script }]));
+  expect(res.status).toBe(201);
+  return res.body.functionId as string;
 }
