@@ -5,6 +5,7 @@
  * behave as with `extractZip`; a process that is not root extracts in-process (it has nothing to drop).
  */
 import { fork } from 'node:child_process';
+import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
@@ -77,7 +78,12 @@ export async function extractZipIsolated(
       child.send({ zipPath, destDir, limits });
     });
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    // Wait for the child to be gone, so nothing is written into destDir after this settles.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit').catch(() => undefined);
+      child.kill('SIGKILL');
+      await exited;
+    }
     await fs.rm(zipPath, { force: true });
   }
 }

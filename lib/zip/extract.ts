@@ -6,7 +6,8 @@
  * are counted on the bytes actually inflated, never trusted from headers. Extraction reports progress (for
  * heartbeats) and stops at an abort signal between entries and between chunks.
  */
-import { createWriteStream, promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
@@ -282,18 +283,38 @@ export async function extractZip(
     if (!target.startsWith(root + path.sep)) throw new ArchiveError(`entry "${name}" escapes the work dir`, name);
     return target;
   };
-  return walk(
-    buf,
-    limits,
-    async (name, kind) => {
-      const target = inside(name);
-      if (kind === 'dir') {
-        await fs.mkdir(target, { recursive: true, mode: 0o755 });
-        return undefined;
-      }
-      await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-      return createWriteStream(target, { flags: 'wx', mode: 0o644 });
-    },
-    hooks,
-  );
+  // Every file stream is closed before this returns or throws: a stream destroyed by a cancel while its
+  // open() is still in flight would otherwise create its file after the caller has removed the work dir.
+  const open = new Set<WriteStream>();
+  let settled = false;
+  try {
+    return await walk(
+      buf,
+      limits,
+      async (name, kind) => {
+        const target = inside(name);
+        if (settled) throw new ArchiveAborted();
+        if (kind === 'dir') {
+          await fs.mkdir(target, { recursive: true, mode: 0o755 });
+          return undefined;
+        }
+        await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+        if (settled) throw new ArchiveAborted();
+        const out = createWriteStream(target, { flags: 'wx', mode: 0o644 });
+        open.add(out);
+        out.once('close', () => open.delete(out));
+        return out;
+      },
+      hooks,
+    );
+  } finally {
+    settled = true;
+    await Promise.all(
+      [...open].map((out) => {
+        if (out.closed) return undefined;
+        if (!out.destroyed) out.destroy();
+        return once(out, 'close').catch(() => undefined);
+      }),
+    );
+  }
 }
