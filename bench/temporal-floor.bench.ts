@@ -4,12 +4,11 @@
  * that sleeps a 300 ms timer. Every ainode path (prompt, job LLM call, chat reply) pays at least one activity
  * round trip, so the added latencies in the other benches read against it. Each pair runs back to back in
  * alternating order; the added figures are per-iteration differences. Also the same empty workflow in the
- * production bundle (workflows/index.ts, with tracing's interceptors and the preload, as scripts/bundle-workflows.ts builds it)
+ * production bundle (workflows/index.ts, with tracing's workflow interceptors, as scripts/bundle-workflows.ts builds it)
  * against the one-file floor bundle: what our own modules cost every new run.
  */
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { WORKFLOW_INTERCEPTOR_MODULES } from '../lib/telemetry/tracing';
-import { WORKFLOW_PRELOAD_MODULES } from '../workers/orchestrator-bundle';
 import { measurePaired, pairedRows, SILENT_LOGGER, sleep, startStack, timeMs, type Bench } from './lib';
 
 const N = Number(process.env.BENCH_FLOOR_N ?? (process.env.BENCH_QUICK ? 10 : 60));
@@ -29,7 +28,6 @@ export const bench: Bench = {
           workflowBundle: await bundleWorkflowCode({
             workflowsPath: require.resolve('./floor-workflows-production'),
             workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
-            preloadModules: WORKFLOW_PRELOAD_MODULES,
             logger: SILENT_LOGGER,
           }),
         }),

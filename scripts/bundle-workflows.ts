@@ -8,7 +8,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { STATE_DIR } from './lib/toolchain';
 import { WORKFLOW_INTERCEPTOR_MODULES } from '../lib/telemetry/tracing';
-import { WORKFLOW_PRELOAD_MODULES } from '../workers/orchestrator-bundle';
 
 export const DEFAULT_BUNDLE_PATH = path.join(STATE_DIR, 'workflow-bundle.js');
 
@@ -17,8 +16,6 @@ export async function bundleWorkflows(out = DEFAULT_BUNDLE_PATH): Promise<string
     workflowsPath: require.resolve('../workflows'),
     // Tracing's workflow interceptors live in the bundle (a worker given a bundle ignores workflowModules).
     workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
-    // Pure tables evaluated once and shared by every workflow run, not once per run (workers/orchestrator-bundle.ts).
-    preloadModules: WORKFLOW_PRELOAD_MODULES,
     logger: { trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error, log() {} },
   });
   mkdirSync(path.dirname(out), { recursive: true });

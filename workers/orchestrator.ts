@@ -22,7 +22,6 @@ import { ORCHESTRATOR_QUEUE } from '../common/task-queues';
 import { dataConverterFor } from '../lib/codec/payload-codec';
 import { connectWorker, installRuntimeLogger, runUntilSignal, startWorkerTelemetry } from './shared';
 import { workerTracing } from '../lib/telemetry/tracing';
-import { WORKFLOW_PRELOAD_MODULES } from './orchestrator-bundle';
 
 export interface OrchestratorWorkerOptions {
   connection: NativeConnection;
@@ -87,10 +86,7 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
       ? {}
       : config.WORKFLOW_BUNDLE_PATH
         ? { workflowBundle: { codePath: config.WORKFLOW_BUNDLE_PATH } }
-        : {
-            workflowsPath: require.resolve('../workflows'),
-            bundlerOptions: { preloadModules: WORKFLOW_PRELOAD_MODULES },
-          }),
+        : { workflowsPath: require.resolve('../workflows') }),
     activities,
     shutdownGraceTime: SHUTDOWN_GRACE,
     maxCachedWorkflows: ORCHESTRATOR_MAX_CACHED_WORKFLOWS,

@@ -47,11 +47,11 @@ export const TRACER_NAME = 'ainode';
 
 /**
  * The workflow interceptors module, bundled into the workflow code: `bundleWorkflowCode({ workflowInterceptorModules })`
- * for a prebuilt bundle, `interceptors.workflowModules` for a worker that bundles at start.
+ * for a prebuilt bundle, `interceptors.workflowModules` for a worker that bundles at start. It is workflow code
+ * (workflows/tracing.ts: the library's workflow spans and trace header without OpenTelemetry's modules, which every
+ * run would evaluate again); only its path is named here, nothing of it is imported.
  */
-export const WORKFLOW_INTERCEPTOR_MODULES: string[] = [
-  require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors'),
-];
+export const WORKFLOW_INTERCEPTOR_MODULES: string[] = [require.resolve('../../workflows/tracing')];
 
 export type TracingConfig = Partial<
   Pick<Config, 'OTEL_SDK_DISABLED' | 'OTEL_SERVICE_NAME' | 'OTEL_EXPORTER_ZIPKIN_ENDPOINT'>

@@ -149,6 +149,15 @@ describe('one trace from the API to the Ollama call', () => {
     const http = spans.find((s) => s.name === 'POST /prompts')!;
     expect(http.attributes['http.response.status_code']).toBe(202);
     expect(http.parentSpanId).toBeUndefined();
+    // Each span hangs under the one before it: the workflow's spans (workflows/tracing.ts) continue the client's
+    // trace and hand it on to the activity.
+    const named = (name: string) => spans.find((s) => s.name === name)!;
+    const run = named('RunWorkflow:promptWorkflow');
+    expect(run.parentSpanId).toBe(named('StartWorkflow:promptWorkflow').spanContext().spanId);
+    expect(run.status.code).toBe(1); // OK
+    expect(run.attributes.workflowId).toBe(res.body.id);
+    expect(named('StartActivity:llmGenerate').parentSpanId).toBe(run.spanContext().spanId);
+    expect(named('RunActivity:llmGenerate').parentSpanId).toBe(named('StartActivity:llmGenerate').spanContext().spanId);
     // The Ollama span hangs under the activity's, with what the model did.
     const activity = spans.find((s) => s.name === 'RunActivity:llmGenerate')!;
     const call = spans.find((s) => s.name === 'ollama generate')!;

@@ -8,7 +8,6 @@ import * as workflows from '../../workflows';
 import { historyFiles, loadHistory } from '../helpers/histories';
 import { quietRuntime } from '../helpers/env';
 import { WORKFLOW_INTERCEPTOR_MODULES } from '../../lib/telemetry/tracing';
-import { WORKFLOW_PRELOAD_MODULES } from '../../workers/orchestrator-bundle';
 
 jest.setTimeout(120_000);
 
@@ -18,9 +17,8 @@ beforeAll(async () => {
   quietRuntime();
   bundle = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../workflows'),
-    // As the production bundle (scripts/bundle-workflows.ts): with tracing's workflow interceptors and preloads.
+    // As the production bundle (scripts/bundle-workflows.ts): with tracing's workflow interceptors.
     workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
-    preloadModules: WORKFLOW_PRELOAD_MODULES,
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
   });
 });
@@ -41,17 +39,13 @@ it.each(files)('replays %s deterministically', async (file) => {
   await Worker.runReplayHistory({ workflowBundle: bundle }, history, file);
 });
 
-it('preloads OpenTelemetry’s attribute tables once for every run (workers/orchestrator-bundle.ts)', () => {
-  const preload = bundle.code.slice(bundle.code.indexOf('exports.preloadModules = function'));
-  expect(preload.slice(0, preload.indexOf('}'))).toContain('workers/orchestrator-preload.ts');
-  const mod = bundle.code.slice(bundle.code.indexOf('/***/ "./workers/orchestrator-preload.ts"'));
-  expect(mod.slice(0, 3000)).toContain('@opentelemetry/semantic-conventions');
-});
-
 it('keeps zod out of the workflow bundle: a workflow re-evaluates every module it imports on each new run', () => {
   // The reusable V8 context shares only the SDK's own modules; ours (and what they import) run again per workflow
   // run, so a schema library there costs every start (docs/decisions.md, "What a new workflow run costs").
   const modules = [...bundle.code.matchAll(/^\/\*\*\*\/ "([^"]+)"$/gm)].map((m) => m[1]!);
   expect(modules.length).toBeGreaterThan(50);
   expect(modules.filter((m) => m.includes('node_modules/zod/'))).toEqual([]);
+  // Nor OpenTelemetry: workflow spans are plain objects (workflows/tracing.ts), not the library's ~400 KB.
+  expect(modules.filter((m) => m.includes('node_modules/@opentelemetry/'))).toEqual([]);
+  expect(modules).toContain('./workflows/tracing.ts');
 });
