@@ -3,6 +3,7 @@
  * channel replies) on `ainode-orchestrator`. LLM calls are not here: they run on the llm workers'
  * per-model queues, and job containers on the executor's queue.
  */
+import v8 from 'node:v8';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { createStorage, ensureStorage, type Storage } from '../lib/storage/clients';
 import { createChatActivities } from '../activities/chat';
@@ -52,6 +53,23 @@ const SHUTDOWN_GRACE = '10 seconds';
  */
 export const ORCHESTRATOR_MAX_CACHED_WORKFLOWS = 250;
 
+/**
+ * Heap a cached run needs (a chat answered once, bench/rss: 250 fit in a 256 MB old space, not in 160 MB), and the
+ * rest of the thread's heap limit: its own modules and V8's young generation (48 MB of the limit V8 reports).
+ */
+const CACHED_RUN_MB = 0.75;
+const WORKFLOW_THREAD_BASE_MB = 112;
+
+/**
+ * How many runs the sticky cache may hold in a heap of `heapLimitMb` (V8's limit, per isolate: the workflow thread
+ * has the same as the main thread): ORCHESTRATOR_MAX_CACHED_WORKFLOWS, fewer in a smaller heap, so a low
+ * `--max-old-space-size` (ORCHESTRATOR_HEAP_MB) evicts sooner instead of running the workflow thread out of heap.
+ */
+export function cachedWorkflowsFor(heapLimitMb = v8.getHeapStatistics().heap_size_limit / 2 ** 20): number {
+  const fit = Math.floor((heapLimitMb - WORKFLOW_THREAD_BASE_MB) / CACHED_RUN_MB);
+  return Math.max(10, Math.min(ORCHESTRATOR_MAX_CACHED_WORKFLOWS, fit));
+}
+
 export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions): Promise<Worker> {
   const { connection, config, overrides = {} } = opts;
 
@@ -89,7 +107,7 @@ export async function createOrchestratorWorker(opts: OrchestratorWorkerOptions):
         : { workflowsPath: require.resolve('../workflows') }),
     activities,
     shutdownGraceTime: SHUTDOWN_GRACE,
-    maxCachedWorkflows: ORCHESTRATOR_MAX_CACHED_WORKFLOWS,
+    maxCachedWorkflows: cachedWorkflowsFor(),
     // Traces workflows and activities; a prebuilt bundle has the workflow interceptors built in.
     ...workerTracing({ bundled: Boolean(overrides.workflowBundle ?? config.WORKFLOW_BUNDLE_PATH) }),
     ...overrides,
@@ -107,7 +125,11 @@ async function main(): Promise<void> {
     // Buckets and tables are created idempotently, so every process may do it at start.
     await ensureStorage(storage);
     const worker = await createOrchestratorWorker({ connection, config, storage, logger });
-    logger.info(`orchestrator worker polling ${ORCHESTRATOR_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
+    const heapMb = Math.round(v8.getHeapStatistics().heap_size_limit / 2 ** 20);
+    logger.info(
+      `orchestrator worker polling ${ORCHESTRATOR_QUEUE} on ${config.TEMPORAL_ADDRESS}; ` +
+        `caching up to ${cachedWorkflowsFor()} workflow runs in a ${heapMb} MB heap`,
+    );
     await runUntilSignal([worker]);
   } finally {
     await connection.close();

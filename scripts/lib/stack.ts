@@ -21,6 +21,18 @@ const execFileAsync = promisify(execFile);
  * child with exactly one signal (the workers treat a second signal as "exit now, skip draining").
  * `killOnExit` SIGKILLs it if this process exits without stopping it first.
  */
+/**
+ * V8 flags a worker role starts with (compose gives the same in `command:`; docker-compose.yml). The orchestrator's
+ * heap is bounded: with the reusable V8 context every workflow run it has processed leaves garbage that V8 keeps as
+ * heap, so 1,000 chats answered once each left 1.2 GB of RSS; with 256 MB per isolate (main thread and the
+ * workflow thread), about 0.5 GB (docs/scaling.md, "Chats on one orchestrator"). 256 MB holds the sticky cache of 250 runs
+ * (ORCHESTRATOR_MAX_CACHED_WORKFLOWS, workers/orchestrator.ts) with room to spare. `ORCHESTRATOR_HEAP_MB` overrides it.
+ */
+export const ORCHESTRATOR_HEAP_MB = Number(process.env.ORCHESTRATOR_HEAP_MB) || 256;
+export const ROLE_NODE_ARGS: Readonly<Record<string, readonly string[]>> = {
+  orchestrator: [`--max-old-space-size=${ORCHESTRATOR_HEAP_MB}`],
+};
+
 export function spawnTs(
   name: string,
   entry: string,
@@ -30,7 +42,8 @@ export function spawnTs(
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   // A compiled entry (dist/**/*.js) runs on plain node, as in production; sources run through tsx.
   const loader = entry.endsWith('.js') ? [] : ['--import', 'tsx'];
-  const proc = spawn(process.execPath, ['--enable-source-maps', ...loader, entry], {
+  const role = path.basename(entry).replace(/\.(ts|js)$/, '');
+  const proc = spawn(process.execPath, ['--enable-source-maps', ...(ROLE_NODE_ARGS[role] ?? []), ...loader, entry], {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
