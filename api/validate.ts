@@ -8,7 +8,8 @@ export function parse<T>(schema: ZodType<T>, value: unknown, where: Where): T {
   const res = schema.safeParse(value);
   if (res.success) return res.data;
   const issues = res.error.issues.map((i) => ({
-    field: [where, ...i.path.map(String)].join('.'),
+    // An unknown key is named itself (`query.wait`), not only the object holding it.
+    field: [where, ...i.path.map(String), ...(i.code === 'unrecognized_keys' ? i.keys.slice(0, 1) : [])].join('.'),
     reason: i.message,
   }));
   const first = issues[0]!;

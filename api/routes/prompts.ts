@@ -1,13 +1,13 @@
 /**
  * One-shot prompts: `POST /prompts` starts a durable `promptWorkflow` (one llm activity on the model's pinned
- * queue) and answers 202 at once; `GET /prompts/:id` reports its status and result; `POST /prompts/:id/cancel`
+ * queue) and answers 202 at once, or with `?waitMs=` 200 and the result when it finishes within that; `GET /prompts/:id` reports its status and result; `POST /prompts/:id/cancel`
  * stops it (and the generation on its node). An `Idempotency-Key` maps to a deterministic workflow id per
  * tenant, so a retried POST returns the same prompt. `options.num_predict` is bounded (LLM_NUM_PREDICT).
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
 import { HttpError } from '../../common/errors';
 import { requireModel } from '../model-check';
 import { numPredictProblem } from '../../common/llm-bounds';
@@ -77,8 +77,13 @@ registerRoute({
   summary: 'Run one prompt or chat durably on the model’s pinned queue',
   body: PromptBodySchema,
   headers: { 'Idempotency-Key': 'The same key (per tenant) returns the same prompt instead of starting another' },
+  query: WaitQuerySchema,
   responses: {
-    202: { description: 'Started; poll statusUrl', body: AcceptedSchema },
+    200: {
+      description: 'With waitMs: the prompt finished within it; the same body as GET /prompts/:id (times: GET)',
+      body: StatusSchema,
+    },
+    202: { description: 'Started (and, with waitMs, not finished within it); poll statusUrl', body: AcceptedSchema },
     400: 'Invalid body (options.num_predict above the prompt maximum or unbounded), or no node serves the model (model_not_found)',
     409: 'The Idempotency-Key was used with a different body',
   },
@@ -120,6 +125,7 @@ export function promptsRouter(deps: ApiDeps): Router {
   router.post('/prompts', async (req, res) => {
     const tenant = tenantOf(req);
     const body = parse(PromptBodySchema, req.body, 'body');
+    const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
     // The schema (shared with other callers) allows Ollama's whole range; a prompt may not run unbounded.
     const numPredict = numPredictProblem('prompt', body.options?.num_predict, config.LLM_NUM_PREDICT);
     if (numPredict) {
@@ -155,6 +161,27 @@ export function promptsRouter(deps: ApiDeps): Router {
       if (!(idemKey && err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }
     if (idemKey) await assertSameRequest(temporal, id, tenant, requestHash);
+    // ?waitMs=: one request for the answer. Finished in time → 200 with the result (as GET reports it); else 202.
+    if (waitMs > 0) {
+      const handle = temporal.workflow.getHandle<typeof promptWorkflow>(id);
+      const outcome = await waitForClose<PromptWorkflowResult>(handle, waitMs);
+      if (outcome.closed && 'result' in outcome) {
+        const out: z.infer<typeof StatusSchema> = {
+          id,
+          status: 'completed',
+          modelId,
+          result: resultBody(outcome.result),
+          ...webUiLink(config, req, id),
+        };
+        res.location(`/prompts/${id}`).json(out);
+        return;
+      }
+      if (outcome.closed) {
+        // Failed, cancelled, terminated or timed out: which one, and when, is GET's answer.
+        res.location(`/prompts/${id}`).json(await promptStatus(handle, id, req, outcome));
+        return;
+      }
+    }
     res
       .status(202)
       .location(`/prompts/${id}`)
@@ -164,13 +191,36 @@ export function promptsRouter(deps: ApiDeps): Router {
   router.get('/prompts/:id', async (req: Request, res) => {
     const { id } = parse(IdParamsSchema, req.params, 'params');
     const { waitMs } = parse(WaitQuerySchema, req.query, 'query');
-    const { handle, desc: described } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
-    let desc = described;
+    const { handle, desc } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
     let outcome: CloseOutcome<PromptWorkflowResult> = { closed: false };
     if (waitMs > 0 && desc.status.name === 'RUNNING') {
       outcome = await waitForClose<PromptWorkflowResult>(handle, waitMs);
-      desc = await handle.describe();
     }
+    res.json(await promptStatus(handle, id, req, outcome, outcome.closed ? undefined : desc));
+  });
+
+  router.post('/prompts/:id/cancel', async (req: Request, res) => {
+    const { id } = parse(IdParamsSchema, req.params, 'params');
+    const { handle, desc } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
+    const status = STATUS[desc.status.name] ?? 'unknown';
+    if (status !== 'running') throw new HttpError(409, 'conflict', `Prompt ${id} already ${status}`);
+    // The workflow cancels its llm activity, whose next heartbeat tells it to abort the Ollama stream.
+    await handle.cancel();
+    res.status(202).json({ id, status: 'cancelling' });
+  });
+
+  /**
+   * GET's body: status and times from a description (`desc`, or a fresh one: a wait that saw the close needs the
+   * close's time), the result from the long poll's outcome when it has one, else from the history.
+   */
+  async function promptStatus(
+    handle: WorkflowHandle<typeof promptWorkflow>,
+    id: string,
+    req: Request,
+    outcome: CloseOutcome<PromptWorkflowResult>,
+    described?: WorkflowExecutionDescription,
+  ): Promise<z.infer<typeof StatusSchema>> {
+    const desc = described ?? (await handle.describe());
     const status = STATUS[desc.status.name] ?? 'unknown';
     const out: z.infer<typeof StatusSchema> = {
       id,
@@ -184,27 +234,25 @@ export function promptsRouter(deps: ApiDeps): Router {
       try {
         // The long poll's outcome when it saw the close; else (answered at once) the history's.
         if (outcome.closed && 'error' in outcome) throw outcome.error;
-        const r = outcome.closed && 'result' in outcome ? outcome.result : await handle.result();
-        out.result = { content: r.content, model: r.model, nodeId: r.nodeId, usage: { ...r.usage } };
-        if (r.doneReason) out.result.doneReason = r.doneReason;
+        out.result = resultBody(outcome.closed && 'result' in outcome ? outcome.result : await handle.result());
       } catch (err) {
         out.error = describeFailure(err);
       }
     }
-    res.json(out);
-  });
-
-  router.post('/prompts/:id/cancel', async (req: Request, res) => {
-    const { id } = parse(IdParamsSchema, req.params, 'params');
-    const { handle, desc } = await ownedWorkflow<typeof promptWorkflow>(temporal, req, id, 'Prompt');
-    const status = STATUS[desc.status.name] ?? 'unknown';
-    if (status !== 'running') throw new HttpError(409, 'conflict', `Prompt ${id} already ${status}`);
-    // The workflow cancels its llm activity, whose next heartbeat tells it to abort the Ollama stream.
-    await handle.cancel();
-    res.status(202).json({ id, status: 'cancelling' });
-  });
+    return out;
+  }
 
   return router;
+}
+
+function resultBody(r: PromptWorkflowResult): NonNullable<z.infer<typeof StatusSchema>['result']> {
+  return {
+    content: r.content,
+    model: r.model,
+    nodeId: r.nodeId,
+    usage: { ...r.usage },
+    ...(r.doneReason ? { doneReason: r.doneReason } : {}),
+  };
 }
 
 /** An Idempotency-Key reused with a different body is a client bug: 409 rather than a silent wrong answer. */

@@ -285,6 +285,82 @@ describe('bounded prompts', () => {
   });
 });
 
+describe('POST /prompts?waitMs= (the answer in one request)', () => {
+  it('answers 200 with the result when the prompt finishes within waitMs, as GET reports it', async () => {
+    streaming.setReply(() => ({ pieces: ['Sync', ' answer.'] }));
+    try {
+      const res = await request(app)
+        .post('/prompts?waitMs=30000')
+        .set(auth(KEY_A))
+        .send({ modelId: FAKE_MODEL, prompt: 'Answer now.', options: { num_predict: 8 } });
+      expect(res.status).toBe(200);
+      expect(res.headers.location).toBe(`/prompts/${res.body.id}`);
+      expect(res.body).toMatchObject({
+        status: 'completed',
+        modelId: FAKE_MODEL,
+        result: { content: 'Sync answer.', model: FAKE_MODEL, nodeId: 'stream-node' },
+      });
+      // The same prompt, read back: GET has the same result (and the times).
+      const got = await request(app).get(`/prompts/${res.body.id}`).set(auth(KEY_A));
+      expect(got.body.status).toBe('completed');
+      expect(got.body.result).toEqual(res.body.result);
+      expect(got.body.closedAt).toBeDefined();
+    } finally {
+      streaming.setReply(() => ({ pieces: endless(), delayMs: 20 }));
+    }
+  });
+
+  it('answers 202 when the prompt is still running after waitMs; the prompt goes on', async () => {
+    const res = await request(app)
+      .post('/prompts?waitMs=300')
+      .set(auth(KEY_A))
+      .send({ modelId: FAKE_MODEL, prompt: 'Take your time.' });
+    expect(res.status).toBe(202);
+    expect(res.body.status).toBe('running');
+    const got = await request(app).get(`/prompts/${res.body.id}`).set(auth(KEY_A));
+    expect(got.body.status).toBe('running');
+    expect((await request(app).post(`/prompts/${res.body.id}/cancel`).set(auth(KEY_A))).status).toBe(202);
+  });
+
+  it('reports a prompt that ended otherwise (cancelled) with GET’s status, not as completed', async () => {
+    const key = `sync-cancel-${Date.now()}`;
+    const accepted = await request(app)
+      .post('/prompts')
+      .set(auth(KEY_A))
+      .set('Idempotency-Key', key)
+      .send({ modelId: FAKE_MODEL, prompt: 'Cancel me, then ask again.' });
+    expect(accepted.status).toBe(202);
+    expect((await request(app).post(`/prompts/${accepted.body.id}/cancel`).set(auth(KEY_A))).status).toBe(202);
+    while ((await request(app).get(`/prompts/${accepted.body.id}`).set(auth(KEY_A))).body.status === 'running') {
+      await sleep(100);
+    }
+    // The same key again, now waiting: the closed prompt is the answer.
+    const res = await request(app)
+      .post('/prompts?waitMs=5000')
+      .set(auth(KEY_A))
+      .set('Idempotency-Key', key)
+      .send({ modelId: FAKE_MODEL, prompt: 'Cancel me, then ask again.' });
+    expect(res.status).toBe(200);
+    expect(res.body.id).toBe(accepted.body.id);
+    expect(res.body.status).toBe('cancelled');
+    expect(res.body.result).toBeUndefined();
+    expect(res.body.error).toBeDefined();
+  });
+
+  it('refuses a bad waitMs with a 400 naming query.waitMs, before any workflow starts', async () => {
+    const before = startCalls;
+    for (const q of ['waitMs=soon', 'waitMs=-1', 'waitMs=600000', 'wait=1']) {
+      const res = await request(app)
+        .post(`/prompts?${q}`)
+        .set(auth(KEY_A))
+        .send({ modelId: FAKE_MODEL, prompt: 'Never started.' });
+      expect(res.status).toBe(400);
+      expect(res.body.error.details.issues[0].field).toMatch(/^query\.wait/);
+    }
+    expect(startCalls).toBe(before);
+  });
+});
+
 describe('POST /prompts/:id/cancel', () => {
   it('cancels a running prompt: the Ollama stream is aborted and GET reports cancelled', async () => {
     const accepted = await request(app)
