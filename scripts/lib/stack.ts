@@ -28,7 +28,8 @@ const execFileAsync = promisify(execFile);
  * workflow thread), about 0.5 GB (docs/scaling.md, "Chats on one orchestrator"). 256 MB holds the sticky cache of 250 runs
  * (ORCHESTRATOR_MAX_CACHED_WORKFLOWS, workers/orchestrator.ts) with room to spare. `ORCHESTRATOR_HEAP_MB` overrides it.
  */
-export const ORCHESTRATOR_HEAP_MB = Number(process.env.ORCHESTRATOR_HEAP_MB) || 256;
+export const DEFAULT_ORCHESTRATOR_HEAP_MB = 256;
+export const ORCHESTRATOR_HEAP_MB = Number(process.env.ORCHESTRATOR_HEAP_MB) || DEFAULT_ORCHESTRATOR_HEAP_MB;
 export const ROLE_NODE_ARGS: Readonly<Record<string, readonly string[]>> = {
   orchestrator: [`--max-old-space-size=${ORCHESTRATOR_HEAP_MB}`],
 };

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { ConfigSchema, loadConfig } from '../../common/config';
+import { DEFAULT_ORCHESTRATOR_HEAP_MB } from '../../scripts/lib/stack';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
@@ -157,7 +158,13 @@ describe('docker-compose.yml', () => {
   it('runs each app role from a compiled entry point of the build', () => {
     const buildDirs = (JSON.parse(read('tsconfig.build.json')) as { include: string[] }).include;
     for (const [name, s] of appServices) {
-      const entry = s.command?.[0] ?? '';
+      // node's own flags (the image's ENTRYPOINT is node) come before the script.
+      const args = s.command ?? [];
+      const entry = args.find((a) => !a.startsWith('--')) ?? '';
+      expect({ name, flagsFirst: args.slice(0, args.indexOf(entry)).every((a) => a.startsWith('--')) }).toEqual({
+        name,
+        flagsFirst: true,
+      });
       const m = /^dist\/(.+)\.js$/.exec(entry);
       expect({ name, entry, ok: Boolean(m) }).toEqual({ name, entry, ok: true });
       const source = `${m![1]}.ts`;
@@ -165,6 +172,13 @@ describe('docker-compose.yml', () => {
       expect({ name, source, exists: existsSync(path.join(ROOT, source)) }).toEqual({ name, source, exists: true });
     }
     expect(read('Dockerfile')).toMatch(/ENTRYPOINT \["node"/);
+  });
+
+  it('starts the orchestrator with the heap npm start gives it (its sticky cache is sized to that heap)', () => {
+    expect(svc('orchestrator').command).toEqual([
+      `--max-old-space-size=${DEFAULT_ORCHESTRATOR_HEAP_MB}`,
+      'dist/workers/orchestrator.js',
+    ]);
   });
 
   it('exposes the API only: Temporal, the Web UI and the emulator are on the internal network, unpublished', () => {
