@@ -552,11 +552,15 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     let release: () => void = () => undefined;
     const hang = new Promise<void>((r) => (release = r));
     script(fake, { generate: async () => (await hang, { attributes: {} }) });
+    // Only this design's requests and failures count: earlier tests made the same generate calls.
+    const seenRequests = fake.requests.length;
+    const seenFailures = llmFailures.length;
     const handle = await start('a bucket with versioning');
     try {
       await waitFor(handle, (s) => s.node === 'generate');
       const before = Date.now();
-      while (!requestsOf('generate').some((r) => userText(r).includes('Resource: aws_s3_bucket.data'))) {
+      const ours = () => fake.requests.slice(seenRequests).filter((r) => nodeOf(r) === 'generate');
+      while (!ours().some((r) => userText(r).includes('Resource: aws_s3_bucket.data'))) {
         if (Date.now() - before > 30_000) throw new Error('generate never reached the model');
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -570,7 +574,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
       // before the scripted reply would come.
       const since = Date.now();
       let stopped: { purpose: string; err: unknown } | undefined;
-      while (!(stopped = llmFailures.find((f) => f.purpose.startsWith('generate: data (')))) {
+      while (!(stopped = llmFailures.slice(seenFailures).find((f) => f.purpose.startsWith('generate: data (')))) {
         if (Date.now() - since > 30_000) throw new Error('the running llm activity never saw the cancel');
         await new Promise((r) => setTimeout(r, 100));
       }
