@@ -12,10 +12,10 @@
  * "added" figures are per-iteration differences (variant − direct, or variant − floor), then the percentile.
  * Goal (DESIGN.md): each path within 10 ms p50 of its floor.
  */
-import { Worker } from '@temporalio/worker';
 import type { FloorLlmInput } from './floor-workflows';
 import {
   directGenerate,
+  floorWorker,
   percentile,
   round,
   startStack,
@@ -43,14 +43,7 @@ export const bench: Bench = {
       workflows: 'orchestrator',
       llm: 'real',
       api: true,
-      workers: async (s) => [
-        await Worker.create({
-          connection: s.connection,
-          taskQueue: floorQueue,
-          workflowsPath: require.resolve('./floor-workflows'),
-          activities: { floorNoop: async () => 1 },
-        }),
-      ],
+      workers: async (s) => [await floorWorker(s.connection, floorQueue)],
     });
     const input: FloorLlmInput = {
       model: ctx.model,

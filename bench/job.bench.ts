@@ -14,11 +14,11 @@
  * API, orchestrator, llm and executor workers run in this process.
  */
 import Docker from 'dockerode';
-import { Worker } from '@temporalio/worker';
 import type { FloorLlmInput } from './floor-workflows';
 import yazl from 'yazl';
 import {
   directGenerate,
+  floorWorker,
   measurePaired,
   pairedOf,
   pairedRows,
@@ -107,14 +107,7 @@ export const bench: Bench = {
       llm: 'real',
       executor: true,
       api: true,
-      workers: async (s) => [
-        await Worker.create({
-          connection: s.connection,
-          taskQueue: floorQueue,
-          workflowsPath: require.resolve('./floor-workflows'),
-          activities: { floorNoop: async () => 1 },
-        }),
-      ],
+      workers: async (s) => [await floorWorker(s.connection, floorQueue)],
     });
     const rows: Row[] = [];
     try {

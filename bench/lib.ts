@@ -327,6 +327,19 @@ export async function startBenchServices(): Promise<{ ctx: BenchContext; stop():
 }
 
 /**
+ * A Worker for Temporal's floor workflows (bench/floor-workflows.ts) on a queue of their own: the floors the
+ * prompt and job-call paths are read against (bench/floors.bench.ts, bench/job.bench.ts).
+ */
+export async function floorWorker(connection: NativeConnection, taskQueue: string): Promise<Worker> {
+  return Worker.create({
+    connection,
+    taskQueue,
+    workflowsPath: require.resolve('./floor-workflows'),
+    activities: { floorNoop: async () => 1 },
+  });
+}
+
+/**
  * The baseline of the latency benches: one request straight to Ollama (no Temporal, no API), with the same
  * fixed `num_ctx` the llm workers send, so both sides hit the same loaded model. Returns the text.
  */
