@@ -1,7 +1,8 @@
 /**
  * One-shot prompts: `POST /prompts` starts a durable `promptWorkflow` (one llm activity on the model's pinned
- * queue) and answers 202 at once, or with `?waitMs=` 200 and the result when it finishes within that; `GET /prompts/:id` reports its status and result; `POST /prompts/:id/cancel`
- * stops it (and the generation on its node). An `Idempotency-Key` maps to a deterministic workflow id per
+ * queue) and answers 202 at once, or with `?waitMs=` 200 and the result when it finishes within that;
+ * `GET /prompts/:id` reports its status and result; `POST /prompts/:id/cancel` stops it (and the generation on
+ * its node). An `Idempotency-Key` maps to a deterministic workflow id per
  * tenant, so a retried POST returns the same prompt. `options.num_predict` is bounded (LLM_NUM_PREDICT).
  */
 import { Router, type Request } from 'express';

@@ -14,14 +14,6 @@ import type { Storage } from '../../lib/storage/clients';
 const execFileAsync = promisify(execFile);
 
 /**
- * Runs a TypeScript entry point with `node --import tsx`: the tsx loader inside one Node process, so signals
- * reach the program itself and its RSS is not doubled by a tsx wrapper process. Output goes to `logFile` and,
- * with `echo`, to our stdout with a `[name] ` prefix per line.
- * The child gets its own process group: a terminal's Ctrl-C then reaches only the supervisor, which stops each
- * child with exactly one signal (the workers treat a second signal as "exit now, skip draining").
- * `killOnExit` SIGKILLs it if this process exits without stopping it first.
- */
-/**
  * V8 flags a worker role starts with (compose gives the same in `command:`; docker-compose.yml). The orchestrator's
  * heap is bounded: with the reusable V8 context every workflow run it has processed leaves garbage that V8 keeps as
  * heap, so 1,000 chats answered once each left 1.2 GB of RSS; with 256 MB per isolate (main thread and the
@@ -34,6 +26,14 @@ export const ROLE_NODE_ARGS: Readonly<Record<string, readonly string[]>> = {
   orchestrator: [`--max-old-space-size=${ORCHESTRATOR_HEAP_MB}`],
 };
 
+/**
+ * Runs a TypeScript entry point with `node --import tsx`: the tsx loader inside one Node process, so signals
+ * reach the program itself and its RSS is not doubled by a tsx wrapper process. Output goes to `logFile` and,
+ * with `echo`, to our stdout with a `[name] ` prefix per line.
+ * The child gets its own process group: a terminal's Ctrl-C then reaches only the supervisor, which stops each
+ * child with exactly one signal (the workers treat a second signal as "exit now, skip draining").
+ * `killOnExit` SIGKILLs it if this process exits without stopping it first.
+ */
 export function spawnTs(
   name: string,
   entry: string,
