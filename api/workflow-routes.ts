@@ -4,8 +4,16 @@
  */
 import type { Request } from 'express';
 import { z } from 'zod';
-import type { Client, Workflow, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
+import {
+  isGrpcDeadlineError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+  type Workflow,
+  type WorkflowExecutionDescription,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import type { Config } from '../common/config';
+import { HttpError } from '../common/errors';
 import { assertTenant, isOperator } from './middleware/auth';
 
 /** The run's page in the Temporal Web UI. */
@@ -60,4 +68,38 @@ export async function ownedWorkflow<T extends Workflow = Workflow>(
   const desc = await handle.describe();
   assertTenant(typeof desc.memo?.tenant === 'string' ? desc.memo.tenant : undefined, req, what);
   return { handle, desc };
+}
+
+/**
+ * A query or Update to a running workflow, which only a worker can answer, bounded by WORKFLOW_QUERY_TIMEOUT_MS.
+ * No answer in time (its workers are down or overloaded) is a 503 `workers_unavailable` with Retry-After, at
+ * once: nothing is lost (the workflow's state is in Temporal and it continues when a worker polls again), and
+ * the client is not held for the server's own ~30 s query timeout, after which it used to get a 500.
+ */
+export async function askWorkflow<R>(
+  temporal: Client,
+  config: Pick<Config, 'WORKFLOW_QUERY_TIMEOUT_MS'>,
+  what: string,
+  ask: () => Promise<R>,
+): Promise<R> {
+  try {
+    return await temporal.withDeadline(Date.now() + config.WORKFLOW_QUERY_TIMEOUT_MS, ask);
+  } catch (err) {
+    if (isGrpcDeadlineError(err) || err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
+      throw workersUnavailable(config, what);
+    }
+    throw err;
+  }
+}
+
+export function workersUnavailable(config: Pick<Config, 'WORKFLOW_QUERY_TIMEOUT_MS'>, what: string): HttpError {
+  const seconds = Math.round(config.WORKFLOW_QUERY_TIMEOUT_MS / 100) / 10;
+  return new HttpError(
+    503,
+    'workers_unavailable',
+    `${what} is running, but no worker answered within ${seconds} s: its workers are down or busy. Nothing is lost; ` +
+      'it continues when they poll again. Retry later',
+    undefined,
+    { 'Retry-After': '5' },
+  );
 }

@@ -134,6 +134,12 @@ export const ConfigSchema = z.object({
   API_RATE_LIMIT_PER_MINUTE: int(600),
   API_PUBLIC_URL: z.string().url().default('http://127.0.0.1:8080'),
   /**
+   * How long a request waits for a running workflow to answer a query (a design's or job's live status) or an
+   * Update (`?wait=true` answers): both need a worker. Past it, 503 `workers_unavailable` with Retry-After;
+   * without a bound the server holds a query about 30 s when no worker polls, then fails it.
+   */
+  WORKFLOW_QUERY_TIMEOUT_MS: int(5_000),
+  /**
    * Operators' keys (`Authorization: Bearer <key>`): cross-tenant routes such as the payload codec endpoints that
    * let the Temporal Web UI and CLI show encrypted histories. Never a tenant's key.
    */
@@ -202,6 +208,12 @@ export const ConfigSchema = z.object({
   AWS_SECRET_ACCESS_KEY: z.string().default('test'),
   S3_BUCKET: z.string().min(3).default('ainode'),
   DYNAMO_TABLE_PREFIX: z.string().default('ainode-'),
+  /**
+   * One S3/DynamoDB request: its connection must open within 3 s and its socket may stay silent at most this long
+   * (the SDK then retries it, 3 attempts in all). Without it a storage that accepts connections and never answers
+   * held a request, and the activity or API call around it, until it answered.
+   */
+  STORAGE_TIMEOUT_MS: int(10_000),
 
   // --- LLM nodes
   /** This llm worker's node. */

@@ -83,9 +83,13 @@ export function toHttpError(err: unknown): HttpError {
   }
   const typed = findTypedFailure(err);
   if (typed) return typedHttpError(typed.type as ErrorType, typed.message);
-  // gRPC UNAVAILABLE (14) / DEADLINE_EXCEEDED (4): Temporal is down or slow; the client may retry.
-  if (isGrpcServiceError(err) && (err.code === 14 || err.code === 4)) {
-    return new HttpError(503, 'temporal_unavailable', 'The workflow service is unavailable; retry later');
+  // gRPC UNAVAILABLE (14) / DEADLINE_EXCEEDED (4), raised as is or as the cause of the client's ServiceError
+  // ('Failed to query Workflow'): Temporal is down or slow; the client may retry.
+  const grpc = grpcCodeOf(err);
+  if (grpc === 14 || grpc === 4) {
+    return new HttpError(503, 'temporal_unavailable', 'The workflow service is unavailable; retry later', undefined, {
+      'Retry-After': '5',
+    });
   }
   // S3/DynamoDB (or another dependency) unreachable: the client may retry; GET /readyz names what is down.
   const down = downDependency(err);
@@ -168,6 +172,13 @@ function downDependency(err: unknown): { what: 'storage' | 'dependency' } | unde
     cur = e.cause;
   }
   return undefined;
+}
+
+/** The gRPC status code of a Temporal client error, or of the gRPC error it wraps (its cause). */
+export function grpcCodeOf(err: unknown): number | undefined {
+  if (isGrpcServiceError(err)) return err.code;
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  return isGrpcServiceError(cause) ? cause.code : undefined;
 }
 
 /** The one error handler, mounted last. 5xx are logged with the stack; 4xx at debug. */

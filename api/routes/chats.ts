@@ -12,6 +12,7 @@ import { chatResumeSignal, chatStatusQuery } from '../../contracts/definitions';
 import type { chatWorkflow } from '../../workflows/chat/chat-workflow';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
+import { askWorkflow } from '../workflow-routes';
 import { assertTenant } from '../middleware/auth';
 import { registerRoute } from '../openapi';
 import { CHANNEL, ChatIdSchema, chatWorkflowId } from './webhooks';
@@ -120,9 +121,8 @@ export function chatsRouter(deps: ApiDeps): Router {
     }
     // Before its first turn is stored, a chat exists only as its running workflow.
     try {
-      const live = await temporal.workflow
-        .getHandle<typeof chatWorkflow>(chatWorkflowId(CHANNEL, chatId))
-        .query(chatStatusQuery);
+      const handle = temporal.workflow.getHandle<typeof chatWorkflow>(chatWorkflowId(CHANNEL, chatId));
+      const live = await askWorkflow(temporal, config, `Chat ${chatId}`, () => handle.query(chatStatusQuery));
       res.json({
         chatId,
         channel: live.channel,

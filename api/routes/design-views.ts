@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { HttpError } from '../../common/errors';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
-import { ownedWorkflow } from '../workflow-routes';
+import { askWorkflow, ownedWorkflow } from '../workflow-routes';
 import { registerRoute } from '../openapi';
 import { sseHeaders } from '../v1/completions';
 import { designEventsQuery, designStatusQuery } from '../../contracts/definitions';
@@ -70,13 +70,14 @@ const frame = (e: DesignEvent) => `id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function designViewsRouter(deps: ApiDeps): Router {
-  const { temporal } = deps;
+  const { temporal, config } = deps;
+  const ask = <R>(id: string, fn: () => Promise<R>) => askWorkflow(temporal, config, `Design ${id}`, fn);
   const router = Router();
 
   /** The design's status (running) or result (completed); a failed or cancelled design has neither. */
   async function statusOf(req: Request, id: string): Promise<DesignStatus | DesignResult> {
     const { handle, desc } = await ownedWorkflow(temporal, req, id, 'Design');
-    if (desc.status.name === 'RUNNING') return handle.query(designStatusQuery);
+    if (desc.status.name === 'RUNNING') return ask(id, () => handle.query(designStatusQuery));
     if (desc.status.name === 'COMPLETED') return (await handle.result()) as DesignResult;
     throw new HttpError(409, 'conflict', `design ${id} did not finish (${desc.status.name.toLowerCase()})`);
   }
@@ -96,11 +97,13 @@ export function designViewsRouter(deps: ApiDeps): Router {
     while (!closed) {
       let page;
       try {
-        page = await handle.query(designEventsQuery, { after });
+        page = await ask(id, () => handle.query(designEventsQuery, { after }));
       } catch (err) {
-        // A closed design whose worker cannot answer the query (or a failed one): say how it ended.
+        // No worker answered (workers_unavailable: reconnect with Last-Event-ID later), or a closed design whose
+        // worker cannot answer the query (or a failed one): say so and end the stream.
         const message = err instanceof Error ? err.message : String(err);
-        res.write(`event: error\ndata: ${JSON.stringify({ error: { code: 'unavailable', message } })}\n\n`);
+        const code = err instanceof HttpError ? err.code : 'unavailable';
+        res.write(`event: error\ndata: ${JSON.stringify({ error: { code, message } })}\n\n`);
         break;
       }
       for (const e of page.events) res.write(frame(e));

@@ -17,7 +17,14 @@ import { idempotencyKeyOf, idempotentId } from '../idempotency';
 import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
-import { acceptedBody, AcceptedSchema, CancellingSchema, ownedWorkflow, webUiLink } from '../workflow-routes';
+import {
+  acceptedBody,
+  AcceptedSchema,
+  askWorkflow,
+  CancellingSchema,
+  ownedWorkflow,
+  webUiLink,
+} from '../workflow-routes';
 import { tenantOf } from '../middleware/auth';
 import { describeFailure } from '../middleware/errors';
 import { registerRoute } from '../openapi';
@@ -156,6 +163,7 @@ export function designsRouter(deps: ApiDeps): Router {
   const { config, temporal, catalog, storage } = deps;
   const router = Router();
   const owned = (req: Request, id: string) => ownedWorkflow(temporal, req, id, 'Design');
+  const ask = <R>(id: string, fn: () => Promise<R>) => askWorkflow(temporal, config, `Design ${id}`, fn);
 
   router.post('/designs', async (req, res) => {
     const tenant = tenantOf(req);
@@ -200,7 +208,7 @@ export function designsRouter(deps: ApiDeps): Router {
     const { handle, desc } = await owned(req, id);
     const base = { id, ...webUiLink(config, req, id), startedAt: desc.startTime.toISOString() };
     if (desc.status.name === 'RUNNING') {
-      const status = await handle.query(designStatusQuery);
+      const status = await ask(id, () => handle.query(designStatusQuery));
       res.json({ ...base, status: 'running', ...status });
       return;
     }
@@ -237,8 +245,8 @@ export function designsRouter(deps: ApiDeps): Router {
     const { handle, desc } = await owned(req, id);
     assertRunning(desc, (closed) => `design ${id} has already closed (${closed})`);
     // A finished design only waits for follow-up messages; its result stands.
-    const phase = await handle
-      .query(designStatusQuery)
+    // Unanswered (no worker): cancel anyway; the workflow runs its cancellation when a worker returns.
+    const phase = await ask(id, () => handle.query(designStatusQuery))
       .then((s) => s.phase)
       .catch(() => undefined);
     if (phase && FINISHED_PHASES.has(phase)) {
@@ -258,10 +266,9 @@ export function designsRouter(deps: ApiDeps): Router {
     if (wait) {
       // The update's validator rejects (409/400 via the error middleware) before anything enters the history;
       // the answerId as the update id makes a retried request the same update. Needs a running worker.
-      const ack = await handle.executeUpdate(submitDesignAnswersUpdate, {
-        args: [{ ...body, answerId }],
-        updateId: answerId,
-      });
+      const ack = await ask(id, () =>
+        handle.executeUpdate(submitDesignAnswersUpdate, { args: [{ ...body, answerId }], updateId: answerId }),
+      );
       res.json({ id, ...ack });
       return;
     }

@@ -16,7 +16,7 @@ import { normalizeModel, ORCHESTRATOR_QUEUE } from '../../common/task-queues';
 import type { ApiDeps } from '../deps';
 import { parse } from '../validate';
 import { idempotencyKeyOf, idempotentId } from '../idempotency';
-import { webUiLink } from '../workflow-routes';
+import { askWorkflow, webUiLink } from '../workflow-routes';
 import { WaitQuerySchema, waitForClose } from '../long-poll';
 import { tenantOf } from '../middleware/auth';
 import { registerRoute } from '../openapi';
@@ -269,7 +269,11 @@ export function jobsRouter(deps: ApiDeps): Router {
       out.result = await getJobResult(storage, job);
     } else {
       try {
-        const live: JobLiveStatus = await temporal.workflow.getHandle(job.workflowId).query(jobStatusQuery);
+        // The record's status stands when no worker answers in time (WORKFLOW_QUERY_TIMEOUT_MS).
+        const handle = temporal.workflow.getHandle(job.workflowId);
+        const live: JobLiveStatus = await askWorkflow(temporal, config, `Job ${id}`, () =>
+          handle.query(jobStatusQuery),
+        );
         const cost = Object.entries(live.usage.byModel).reduce(
           (sum, [model, u]) => sum + priceOf(config, model, u.prompt, u.completion),
           0,

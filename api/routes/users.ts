@@ -21,6 +21,7 @@ import {
 import type { userRecommendationWorkflow } from '../../workflows/user-recommendation-workflow';
 import type { ApiDeps } from '../deps';
 import { tenantOf } from '../middleware/auth';
+import { askWorkflow } from '../workflow-routes';
 import { registerRoute } from '../openapi';
 import { callerOf } from '../v1/completions';
 import { RECOMMEND_SOURCE } from './recommendations';
@@ -119,7 +120,9 @@ export function usersRouter(deps: ApiDeps): Router {
     );
     const desc = await handle.describe().catch(() => undefined);
     if (!desc || desc.memo?.tenant !== tenant) throw new HttpError(404, 'not_found', `No user ${userId}`);
-    const s = await handle.query(userRecommendationsQuery);
+    const s = await askWorkflow(deps.temporal, deps.config, `User ${userId}'s recommendations`, () =>
+      handle.query(userRecommendationsQuery),
+    );
     if (!s.latest) {
       return void res.json({ userId, status: 'pending', events: s.events, lastError: s.lastError });
     }

@@ -50,9 +50,13 @@ export function createStorage(
     | 'AWS_SECRET_ACCESS_KEY'
     | 'S3_BUCKET'
     | 'DYNAMO_TABLE_PREFIX'
-  >,
+  > &
+    Partial<Pick<Config, 'STORAGE_TIMEOUT_MS'>>,
 ): Storage {
   const common = {
+    // Bounded: a storage that accepts the connection and never answers fails the request (then the SDK's retries,
+    // then the caller's: the activity's retry policy, or the API's 503 storage_unavailable) instead of holding it.
+    requestHandler: { connectionTimeout: 3_000, socketTimeout: config.STORAGE_TIMEOUT_MS ?? 10_000 },
     region: config.AWS_REGION,
     endpoint: config.AWS_ENDPOINT_URL,
     credentials: { accessKeyId: config.AWS_ACCESS_KEY_ID, secretAccessKey: config.AWS_SECRET_ACCESS_KEY },
