@@ -394,6 +394,26 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     );
   });
 
+  it('replaces a plan thinner than the request (a server without the subnet and security group it names)', async () => {
+    script(fake, {
+      plan: () => ({
+        resources: [{ id: 'web', type: 'aws_instance', name: 'web', dependsOn: [], requirements: 'web server' }],
+      }),
+      gather: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+    });
+    const handle = await start('An EC2 web server in a public subnet with a security group allowing HTTPS');
+    const result = await handle.result();
+    expect(result.phase).toBe('completed');
+    expect(result.llmPaths.plan).toBe('fallback');
+    expect(result.notes[0]).toBe(
+      "plan: fallback, keyword plan from the request (first reply: the model's plan lacked aws_security_group, aws_subnet)",
+    );
+    expect(result.plan?.resources.map((r) => r.type)).toEqual(
+      expect.arrayContaining(['aws_vpc', 'aws_subnet', 'aws_security_group', 'aws_instance']),
+    );
+    await recordHistory('design-v2-plan-parts', handle);
+  });
+
   it('falls back after the repair: the README request gets a keyword plan and default bodies that validate', async () => {
     script(fake, {
       plan: () => 'resources: bucket, cloudfront, bucket, cloudfront, bucket',

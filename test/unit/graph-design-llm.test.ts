@@ -22,6 +22,7 @@ import { renderResource } from '../../workflows/design/hcl';
 import {
   KEYWORD_INVALID_REPLY,
   keywordPlan,
+  namedTypes,
   keywordRequirements,
   keywordRoute,
   repairPlanGraph,
@@ -188,6 +189,43 @@ describe('keyword fallbacks', () => {
     expect(planLevels(sink)).toHaveProperty('levels');
     for (const r of sink) for (const d of r.dependsOn) expect(sink.some((x) => x.id === d)).toBe(true);
     expect(keywordPlan('hello there')).toBeUndefined();
+  });
+});
+
+describe('namedTypes', () => {
+  it('names the services a request mentions; with parts, also the parts it asks for', () => {
+    const ec2 = 'An EC2 web server in a public subnet with a security group allowing HTTPS';
+    expect(namedTypes(ec2)).toEqual([]);
+    expect(namedTypes(ec2, { parts: true })).toEqual(['aws_security_group', 'aws_subnet', 'aws_instance']);
+    expect(namedTypes('An S3 bucket for log archives with versioning', { parts: true })).toEqual([
+      'aws_s3_bucket',
+      'aws_s3_bucket_versioning',
+    ]);
+    expect(namedTypes('A Redis cache on ElastiCache in a VPC', { parts: true })).toEqual([
+      'aws_vpc',
+      'aws_elasticache_cluster',
+    ]);
+  });
+
+  it('every part of the ten bench requests that the keyword plan has for the same words', () => {
+    // What the coverage check can demand: a named type the keyword plan of the same request offers.
+    const demanded = (text: string) => {
+      const offered = new Set(keywordPlan(text)!.map((r) => r.type));
+      return namedTypes(text, { parts: true }).filter((t) => offered.has(t));
+    };
+    expect(demanded('An EC2 web server in a public subnet with a security group allowing HTTPS')).toEqual([
+      'aws_security_group',
+      'aws_subnet',
+      'aws_instance',
+    ]);
+    expect(demanded('A Lambda function triggered by an SQS queue, with its IAM role and a log group')).toEqual([
+      'aws_lambda_function',
+      'aws_sqs_queue',
+      'aws_cloudwatch_log_group',
+      'aws_iam_role',
+    ]);
+    // The keyword plan has no KMS key for a table, so "encryption" there demands nothing.
+    expect(demanded('A DynamoDB table for sessions with a KMS key for encryption')).toEqual(['aws_dynamodb_table']);
   });
 });
 

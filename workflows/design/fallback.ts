@@ -278,7 +278,32 @@ const NAMED_TYPES: readonly [RegExp, string][] = [
   [/\bload\s?balancer\b|\balb\b/i, 'aws_lb'],
 ];
 
-/** The resource types the request's words name directly (not what they need besides). */
-export function namedTypes(text: string): string[] {
-  return NAMED_TYPES.filter(([re]) => re.test(text)).map(([, type]) => type);
+/**
+ * The parts a request names besides its services (DESIGN_PLAN_PARTS_PATCH): "an EC2 web server in a public subnet
+ * with a security group" names three resources, and "a bucket with versioning" two. Each is checked only where the
+ * keyword plan has that type for the same words (it has versioning only for a bucket, a security group only next
+ * to a server, containers or a database), so a part the keyword plan would not add never replaces a plan.
+ */
+const NAMED_PARTS: readonly [RegExp, string][] = [
+  [/\bversion(ing|ed)\b/i, 'aws_s3_bucket_versioning'],
+  [/\bencrypt(ed|ion)?\b/i, 'aws_s3_bucket_server_side_encryption_configuration'],
+  [/\bsecurity\s?groups?\b|\bfirewall\b/i, 'aws_security_group'],
+  [/\bsubnets?\b/i, 'aws_subnet'],
+  [/\bec2\b|\bvms?\b|\bvirtual machines?\b/i, 'aws_instance'],
+  [/\becs\b|\bfargate\b/i, 'aws_ecs_service'],
+  [/\bapi\s?gateway\b/i, 'aws_apigatewayv2_api'],
+  [/\bredis\b|\belasticache\b/i, 'aws_elasticache_cluster'],
+  [/\blog\s?groups?\b|\bcloudwatch\b/i, 'aws_cloudwatch_log_group'],
+  [/\biam\s?roles?\b/i, 'aws_iam_role'],
+  [/\bsecrets?\s?manager\b/i, 'aws_secretsmanager_secret'],
+  [/\broute\s?53\b/i, 'aws_route53_zone'],
+];
+
+/**
+ * The resource types the request's words name directly (not what they need besides); with `parts`, also the
+ * parts it names (NAMED_PARTS).
+ */
+export function namedTypes(text: string, opts: { parts?: boolean } = {}): string[] {
+  const table = opts.parts ? [...NAMED_TYPES, ...NAMED_PARTS] : NAMED_TYPES;
+  return [...new Set(table.filter(([re]) => re.test(text)).map(([, type]) => type))];
 }

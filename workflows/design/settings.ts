@@ -22,6 +22,11 @@ export const DESIGN_STRUCTURED_PATCH = 'design-structured-llm';
 export const DESIGN_ROUTE_WORDS_PATCH = 'design-route-words';
 /** Patch id: a model plan missing a resource type the request's words name is replaced by the keyword plan. */
 export const DESIGN_PLAN_COVERAGE_PATCH = 'design-plan-coverage';
+/**
+ * Patch id: the coverage check also knows the parts a request names besides services (a security group, a
+ * subnet, versioning, an EC2 server, a log group, ...), so a model plan thinner than the request is replaced too.
+ */
+export const DESIGN_PLAN_PARTS_PATCH = 'design-plan-parts';
 /** Patch id: questions from REQUIREMENT_QUESTIONS, requirements the user's words state take precedence. */
 export const DESIGN_QUESTIONS_PATCH = 'design-question-templates';
 /**

@@ -62,6 +62,7 @@ import {
   DESIGN_DEFAULTS,
   DESIGN_GENERATE_REPAIR_PATCH,
   DESIGN_PLAN_COVERAGE_PATCH,
+  DESIGN_PLAN_PARTS_PATCH,
   DESIGN_QUESTIONS_PATCH,
   DESIGN_ROUTE_WORDS_PATCH,
 } from './settings';
@@ -270,9 +271,12 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         // The request's own words name resources (CloudFront, a database, ...): a plan that leaves one out is
         // worse than the keyword plan, which has each of them with what it needs.
         const keyword = keywordPlan(userWords(s.messages));
-        const have = new Set(out.value.map((r) => r.type));
+        const parts = patched(DESIGN_PLAN_PARTS_PATCH);
+        // A revision's plan adds to the design: what the design already has counts as covered.
+        const previousTypes = parts && options.providerSchema ? s.resources.map((r) => r.type) : [];
+        const have = new Set([...out.value.map((r) => r.type), ...previousTypes]);
         const offered = new Set((keyword ?? []).map((r) => r.type));
-        const missing = namedTypes(userWords(s.messages)).filter((t) => offered.has(t) && !have.has(t));
+        const missing = namedTypes(userWords(s.messages), { parts }).filter((t) => offered.has(t) && !have.has(t));
         if (keyword && missing.length) {
           resources = keyword;
           coverage = { path: 'fallback', problems: [`the model's plan lacked ${missing.join(', ')}`] };
