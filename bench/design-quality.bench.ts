@@ -7,7 +7,18 @@
  */
 import { graphStateQuery } from '../contracts/definitions';
 import type { DesignResult } from '../contracts/design';
+import { keywordPlan, namedTypes } from '../workflows/design/fallback';
 import { percentile, round, startStack, type Bench, type BenchContext, type Row } from './lib';
+
+/**
+ * What the request names (services and parts, as the plan coverage check reads it) that a plan built from its
+ * words would hold, and is missing from the design's plan: empty when the plan covers the request.
+ */
+export function uncovered(request: string, planTypes: string[]): string[] {
+  const offered = new Set((keywordPlan(request) ?? []).map((r) => r.type));
+  const have = new Set(planTypes);
+  return namedTypes(request, { parts: true }).filter((t) => offered.has(t) && !have.has(t));
+}
 
 export const DESIGN_REQUESTS = [
   'A static website on S3 behind CloudFront',
@@ -38,6 +49,8 @@ export const bench: Bench = {
         schemaValid: boolean;
         staticOk: boolean;
         fixRounds: number;
+        /** Named parts of the request the plan lacks (see `uncovered`). */
+        missing: string[];
         ms: number;
         routeMs?: number;
         /** Resources generated from the model's reply (first or repaired) and from the default body. */
@@ -67,6 +80,7 @@ export const bench: Bench = {
           schemaValid: result?.phase === 'completed' && result.schemaCheck === 'passed',
           staticOk: result?.phase === 'completed' && result.validation?.ok === true,
           fixRounds: steps.filter((s) => s.node === 'fix').length,
+          missing: result ? uncovered(request, result.plan?.resources.map((r) => r.type) ?? []) : [],
           ms,
           routeMs: steps.find((s) => s.node === 'route')?.durationMs,
           fromModel: Object.entries(result?.llmPaths ?? {}).filter(
@@ -81,6 +95,7 @@ export const bench: Bench = {
           `design-quality: "${request}": ${result?.phase ?? 'failed'}, schemaCheck ${result?.schemaCheck ?? '-'}, ` +
             `terraformValidate ${result?.terraformValidate ?? '-'}, ${outcome.fixRounds} fix round(s), ` +
             `${outcome.fromModel}/${outcome.fromModel + outcome.fromDefault} resource(s) from the model's reply, ` +
+            `${result?.plan?.resources.length ?? 0} planned${outcome.missing.length ? ` (lacks ${outcome.missing.join(', ')})` : ''}, ` +
             `${round(ms / 1000, 1)} s${result?.notes.length ? `; notes: ${result.notes.join(' | ').slice(0, 300)}` : ''}`,
         );
       }
@@ -107,6 +122,13 @@ export const bench: Bench = {
           goal: `≥ ${GOAL * 100}%`,
           pass: schemaValid / Math.max(n, 1) >= GOAL,
           note: `${schemaValid}/${n}; hashicorp/aws schema from schemas/aws-provider.json.gz`,
+        },
+        {
+          bench: 'design-quality',
+          metric: 'completed designs whose plan has every part the request names',
+          value: pct(outcomes.filter((o) => o.completed && o.missing.length === 0).length),
+          unit: '%',
+          note: 'services and parts (a subnet, a security group, versioning, ...) the keyword plan knows for the same words',
         },
         {
           bench: 'design-quality',
