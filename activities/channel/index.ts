@@ -2,7 +2,10 @@
  * The channel adapter: a reply goes to CHANNEL_CALLBACK_URL as the same message payload the webhook
  * receives, signed with the webhook secret; without a callback it stays in the local outbox. Either way
  * it is recorded in DynamoDB, keyed by turn, so a Temporal retry overwrites instead of duplicating.
+ * A post the channel accepted is remembered in the activity's heartbeat details: when recording it fails
+ * (storage down), the retry only records it and does not post the reply again.
  */
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../common/errors';
 import type { Storage } from '../../lib/storage/clients';
@@ -12,6 +15,20 @@ import { metrics } from '../../lib/telemetry/metrics';
 import type { ChannelActivities, DeliverReplyInput, DeliverReplyResult } from '../../contracts/channel';
 
 export type { ChannelActivities } from '../../contracts/channel';
+
+/** What an attempt leaves for the next one: the reply was posted (accepted by the channel) at `postedAt`. */
+interface DeliveryProgress {
+  postedAt: number;
+}
+
+/** The running activity's context, or undefined when called directly (unit tests). */
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
 
 export interface ChannelActivityDeps {
   storage: Storage;
@@ -69,9 +86,15 @@ export function createChannelActivities(deps: ChannelActivityDeps): ChannelActiv
 
   return {
     async deliverChatReply(input: DeliverReplyInput): Promise<DeliverReplyResult> {
-      const createdAt = now();
+      const ctx = activityContext();
+      const posted = (ctx?.info.heartbeatDetails as DeliveryProgress | undefined)?.postedAt;
+      const createdAt = posted ?? now();
       const via = deps.callbackUrl ? 'callback' : 'outbox';
-      if (deps.callbackUrl) await post(input, createdAt);
+      if (deps.callbackUrl && posted === undefined) {
+        await post(input, createdAt);
+        // Recorded before the outbox write, which may fail: a retry then does not post the reply again.
+        ctx?.heartbeat({ postedAt: createdAt } satisfies DeliveryProgress);
+      }
       await writeOutboxMessage(deps.storage, input.channel, input.chatId, {
         id: input.replyId,
         turn: input.turn,

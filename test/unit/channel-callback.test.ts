@@ -1,11 +1,13 @@
 /**
  * The channel adapter's callback (activities/channel): a reply is POSTed to the channel's URL as the webhook's
  * own message payload, signed over the raw body, with the reply id as idempotency key; it is recorded in the
- * outbox only once the channel accepted it. A local HTTP server plays the channel; the outbox is a stub.
+ * outbox only once the channel accepted it, and a retry after a failed write does not post it again. A local HTTP
+ * server plays the channel; the outbox is a stub.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { createChannelActivities, IDEMPOTENCY_HEADER } from '../../activities/channel';
 import { SIGNATURE_HEADER, verifySignature } from '../../lib/channel/signature';
 import { ErrorType } from '../../common/errors';
@@ -129,6 +131,35 @@ describe('channel callback', () => {
     expect(err).not.toBeInstanceOf(ApplicationFailure);
     expect((err as Error).message).toMatch(/^channel callback unreachable: /);
     expect(written).toEqual([]);
+  });
+
+  it('a post the channel accepted is remembered across attempts: a retry after a failed write only records it', async () => {
+    // Attempt 1: the channel accepts the post, the outbox write fails (storage down); the post is in the heartbeat.
+    const beats: unknown[] = [];
+    const failing = {
+      table: (name: string) => `t-${name}`,
+      doc: {
+        send: async () => {
+          throw new Error('connect ECONNREFUSED');
+        },
+      },
+    } as unknown as Storage;
+    const first = new MockActivityEnvironment();
+    first.on('heartbeat', (d: unknown) => beats.push(d));
+    const down = createChannelActivities({ storage: failing, callbackUrl: url, secret: SECRET, now: () => 7 });
+    await expect(first.run(down.deliverChatReply, input)).rejects.toThrow('ECONNREFUSED');
+    expect(received).toHaveLength(1);
+    expect(beats).toEqual([{ postedAt: 7 }]);
+    // Attempt 2 gets those details: it records the reply (with the time it was posted) and does not post it again.
+    const retry = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: beats[0] });
+    const later = createChannelActivities({ storage, callbackUrl: url, secret: SECRET, now: () => 99 });
+    await expect(retry.run(later.deliverChatReply, input)).resolves.toEqual({ via: 'callback', deliveredAt: 7 });
+    expect(received).toHaveLength(1);
+    expect(written).toEqual([
+      expect.objectContaining({
+        Item: expect.objectContaining({ message: expect.objectContaining({ id: input.replyId, createdAt: 7 }) }),
+      }),
+    ]);
   });
 
   it('without a callback URL the reply only goes to the outbox', async () => {
