@@ -58,10 +58,6 @@ export function recommendationWorkflow(...args: Parameters<typeof Recommendation
   return (require('./recommendation-workflow') as typeof Recommendation).recommendationWorkflow(...args);
 }
 
-export function userRecommendationWorkflow(
-  ...args: Parameters<typeof UserRecommendation.userRecommendationWorkflow>
-) {
-  return (require('./user-recommendation-workflow') as typeof UserRecommendation).userRecommendationWorkflow(
-    ...args,
-  );
+export function userRecommendationWorkflow(...args: Parameters<typeof UserRecommendation.userRecommendationWorkflow>) {
+  return (require('./user-recommendation-workflow') as typeof UserRecommendation).userRecommendationWorkflow(...args);
 }

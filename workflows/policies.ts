@@ -49,13 +49,18 @@ export const JOB_LLM_CALL: ActivityOptions = {
   },
 };
 
-/** S3/DynamoDB and other light I/O: fast, and retried quickly. */
+/**
+ * S3/DynamoDB and other light I/O: fast, and retried quickly. Retried for up to 15 minutes, not a number of
+ * attempts: a storage outage of a few minutes must not fail a chat, a design or a job's record (10 attempts used
+ * to give up after about 40 s of backoff). A 4xx our code maps to a typed failure is still final.
+ */
 export const STORAGE: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '15 minutes',
   retry: {
     initialInterval: '200 milliseconds',
     maximumInterval: '10 seconds',
-    maximumAttempts: 10,
+    // No maximumAttempts: unlimited within scheduleToCloseTimeout.
     nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
   },
 };

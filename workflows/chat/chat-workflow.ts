@@ -56,7 +56,11 @@ const CHANNEL_SEND: ActivityOptions = {
 };
 
 /** The turn's storage steps as local activities: STORAGE's timeout and retries. */
-const STORAGE_LOCAL: LocalActivityOptions = { startToCloseTimeout: STORAGE.startToCloseTimeout, retry: STORAGE.retry };
+const STORAGE_LOCAL: LocalActivityOptions = {
+  startToCloseTimeout: STORAGE.startToCloseTimeout,
+  scheduleToCloseTimeout: STORAGE.scheduleToCloseTimeout,
+  retry: STORAGE.retry,
+};
 
 /** JSON schema for the router's structured output (Ollama `format`), so even a small model returns JSON. */
 export const ROUTER_SCHEMA = {
