@@ -403,6 +403,39 @@ function conformBlock(
   return { attributes: outAttrs, blocks: outBlocks };
 }
 
+/**
+ * Arguments the provider schema calls optional but without which the resource does nothing useful or cannot be
+ * created (an instance with no AMI or type, a database with no engine), and the ones that wire it to the rest of
+ * the design (its subnet, its security groups). When the reply lacks one that the type's default body sets, the
+ * default body's value is taken, unless the reply set an argument or block that replaces it (`unless`).
+ */
+export const ESSENTIAL_ARGUMENTS: Readonly<Record<string, readonly { name: string; unless?: readonly string[] }[]>> = {
+  aws_instance: [
+    { name: 'ami', unless: ['launch_template'] },
+    { name: 'instance_type', unless: ['launch_template'] },
+    { name: 'subnet_id', unless: ['launch_template', 'network_interface'] },
+    { name: 'vpc_security_group_ids', unless: ['launch_template', 'network_interface', 'security_groups'] },
+  ],
+  aws_launch_template: [{ name: 'image_id' }, { name: 'instance_type' }],
+  aws_db_instance: [
+    { name: 'engine', unless: ['snapshot_identifier', 'replicate_source_db'] },
+    { name: 'allocated_storage', unless: ['snapshot_identifier', 'replicate_source_db'] },
+    { name: 'db_subnet_group_name' },
+    { name: 'vpc_security_group_ids' },
+  ],
+  aws_elasticache_cluster: [
+    { name: 'engine', unless: ['replication_group_id'] },
+    { name: 'node_type', unless: ['replication_group_id'] },
+    { name: 'num_cache_nodes', unless: ['replication_group_id'] },
+    { name: 'subnet_group_name', unless: ['replication_group_id'] },
+  ],
+  aws_lambda_function: [
+    { name: 'runtime', unless: ['image_uri'] },
+    { name: 'handler', unless: ['image_uri'] },
+  ],
+  aws_ecs_service: [{ name: 'cluster' }, { name: 'task_definition' }],
+};
+
 /** Keeps what the schema knows of `gen` (a resource of `type`), filling required parts from `fallback`. */
 export function conformResource(
   type: string,
@@ -423,6 +456,13 @@ export function conformResource(
     dropped,
     filled,
   );
+  const given = new Set([...Object.keys(out.attributes), ...out.blocks.map((b) => b.type)]);
+  for (const { name, unless = [] } of ESSENTIAL_ARGUMENTS[type] ?? []) {
+    const value = fallback.attributes?.[name];
+    if (given.has(name) || value === undefined || unless.some((u) => given.has(u))) continue;
+    out.attributes[name] = value;
+    filled.push(name);
+  }
   return {
     resource: { ...gen, attributes: out.attributes, blocks: out.blocks },
     dropped,

@@ -60,6 +60,23 @@ test('a value referencing what the design lacks takes the default body’s value
   ]);
 });
 
+test('a resource may not reference itself in its own arguments (terraform refuses it); its outputs may', () => {
+  const known = declaredFor(plan);
+  const out = repairReferences(
+    {
+      // What smollm2 wrote for a log group on npm start: `name = aws_cloudwatch_log_group.logs`, in that log group.
+      attributes: { bucket: 'aws_s3_bucket.site', tags: { owner: 'x' } },
+      outputs: [{ name: 'arn', value: 'aws_s3_bucket.site.arn' }],
+    },
+    { attributes: {} },
+    known,
+    { self: 'aws_s3_bucket.site' },
+  );
+  expect(out.resource.attributes).toEqual({ tags: { owner: 'x' } });
+  expect(out.resource.outputs).toEqual([{ name: 'arn', value: 'aws_s3_bucket.site.arn' }]);
+  expect(out.notes).toEqual(['bucket: dropped, aws_s3_bucket.site is the resource itself']);
+});
+
 test('a list keeps the items that resolve', () => {
   const known = declaredFor(plan);
   const out = repairReferences(

@@ -123,3 +123,38 @@ test('conformResource leaves out a block the reply cannot complete, and the resu
   const v = await validateTerraform(files, { terraformBin: undefined });
   expect(v.schemaCheck?.status).toBe('passed');
 });
+
+test('conformResource takes the essential arguments a reply lacks from the default body (an instance needs an AMI)', () => {
+  const fallback = {
+    attributes: {
+      ami: 'data.aws_ssm_parameter.server_ami.value',
+      instance_type: 't3.micro',
+      subnet_id: 'aws_subnet.a.id',
+      vpc_security_group_ids: ['aws_security_group.sg.id'],
+    },
+    blocks: [{ type: 'metadata_options', attributes: { http_tokens: 'required' } }],
+  };
+  // What smollm2 wrote for "an EC2 web server" on npm start: valid under the schema, useless as an instance.
+  const out = conformResource(
+    'aws_instance',
+    { attributes: { disable_api_termination: true, instance_type: 't3.small' }, blocks: [] },
+    fallback,
+  );
+  expect(out.resource.attributes).toEqual({
+    disable_api_termination: true,
+    instance_type: 't3.small', // the reply's own value stays
+    ami: 'data.aws_ssm_parameter.server_ami.value',
+    subnet_id: 'aws_subnet.a.id',
+    vpc_security_group_ids: ['aws_security_group.sg.id'],
+  });
+  expect(out.filled).toEqual(['ami', 'subnet_id', 'vpc_security_group_ids']);
+
+  // An argument or block that replaces one (a launch template) keeps it out.
+  const templated = conformResource(
+    'aws_instance',
+    { attributes: {}, blocks: [{ type: 'launch_template', attributes: { id: 'aws_launch_template.t.id' } }] },
+    fallback,
+  );
+  expect(templated.resource.attributes).toEqual({});
+  expect(templated.filled).toEqual([]);
+});

@@ -55,12 +55,20 @@ function unknownRefs(v: unknown, known: Set<string>): string[] {
   return [];
 }
 
+/** Why these references cannot stay: outside the design, or the resource's own address (`self`). */
+function whyNot(bad: string[], self: string | undefined): string {
+  return bad.length === 1 && bad[0] === self
+    ? `${self} is the resource itself`
+    : `${bad.join(', ')} is not in the design`;
+}
+
 function repairAttributes(
   attrs: Record<string, unknown>,
   fallback: Record<string, unknown>,
   known: Set<string>,
   where: string,
   notes: string[],
+  self?: string,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(attrs ?? {})) {
@@ -81,8 +89,8 @@ function repairAttributes(
     bad = [...new Set(bad)];
     if (name in fallback && unknownRefs(fallback[name], known).length === 0) {
       out[name] = fallback[name];
-      notes.push(`${where}${name}: ${bad.join(', ')} is not in the design, default value used`);
-    } else notes.push(`${where}${name}: dropped, ${bad.join(', ')} is not in the design`);
+      notes.push(`${where}${name}: ${whyNot(bad, self)}, default value used`);
+    } else notes.push(`${where}${name}: dropped, ${whyNot(bad, self)}`);
   }
   return out;
 }
@@ -93,6 +101,7 @@ function repairBlocks(
   known: Set<string>,
   where: string,
   notes: string[],
+  self?: string,
 ): GeneratedBlock[] {
   return (blocks ?? []).map((b) => {
     if (!b || typeof b !== 'object') return b;
@@ -100,24 +109,29 @@ function repairBlocks(
     const at = `${where}${String(b.type)}.`;
     return {
       ...b,
-      attributes: repairAttributes(b.attributes ?? {}, fb?.attributes ?? {}, known, at, notes),
-      ...(b.blocks ? { blocks: repairBlocks(b.blocks, fb?.blocks ?? [], known, at, notes) } : {}),
+      attributes: repairAttributes(b.attributes ?? {}, fb?.attributes ?? {}, known, at, notes, self),
+      ...(b.blocks ? { blocks: repairBlocks(b.blocks, fb?.blocks ?? [], known, at, notes, self) } : {}),
     };
   });
 }
 
 /**
  * `gen` with every reference `known` does not declare replaced by the default body's value of that argument or
- * dropped (list items one by one; outputs whole). `notes` says what changed, one line per argument.
+ * dropped (list items one by one; outputs whole). `notes` says what changed, one line per argument. With `self`
+ * (the resource's own `type.name`), a reference to it in its own arguments goes too: Terraform refuses a
+ * self-referential block (`name = aws_cloudwatch_log_group.logs` inside that log group); its outputs may name it.
  */
 export function repairReferences(
   gen: GeneratedResource,
   fallback: GeneratedResource,
   known: Set<string>,
+  opts: { self?: string } = {},
 ): { resource: GeneratedResource; notes: string[] } {
   const notes: string[] = [];
-  const attributes = repairAttributes(gen.attributes ?? {}, fallback.attributes ?? {}, known, '', notes);
-  const blocks = gen.blocks ? repairBlocks(gen.blocks, fallback.blocks ?? [], known, '', notes) : undefined;
+  const { self } = opts;
+  const inside = self ? new Set([...known].filter((k) => k !== self)) : known;
+  const attributes = repairAttributes(gen.attributes ?? {}, fallback.attributes ?? {}, inside, '', notes, self);
+  const blocks = gen.blocks ? repairBlocks(gen.blocks, fallback.blocks ?? [], inside, '', notes, self) : undefined;
   const outputs = gen.outputs?.filter((o) => {
     const bad = unknownRefs(o?.value, known);
     if (bad.length)

@@ -100,7 +100,9 @@ export function buildV1Graph(options: DesignGraphOptions): CompiledGraph<V1State
       const made = await Promise.all(
         added.map(async (r, i) => {
           const fallback = defaultResource(r, all);
-          const repaired = repairReferences(drafts[i]!, fallback, declaredFor(all, fallback.extra));
+          const repaired = repairReferences(drafts[i]!, fallback, declaredFor(all, fallback.extra), {
+            self: `${r.type}.${r.name}`,
+          });
           const conformed = await acts.conform(r.type, repaired.resource, fallback);
           const gen = {
             ...conformed.resource,

@@ -171,7 +171,7 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
     // References to what the design does not declare are repaired first (the default body's value, or
     // dropped), then the schema decides what stays and fills what it requires.
     const repaired = out.value
-      ? repairReferences(out.value, fallback, declaredFor(s.resources, fallback.extra))
+      ? repairReferences(out.value, fallback, declaredFor(s.resources, fallback.extra), { self: `${r.type}.${r.name}` })
       : undefined;
     const conformed = repaired ? await acts.conform(r.type, repaired.resource, fallback) : undefined;
     const gen: GeneratedResource = conformed
