@@ -396,6 +396,8 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
 
   it('replaces a plan thinner than the request (a server without the subnet and security group it names)', async () => {
     script(fake, {
+      // The model's reply to a design request is noise: it is not handed back.
+      route: () => ({ category: 'infrastructure', reply: 'Your request has been approved and will be delivered.' }),
       plan: () => ({
         resources: [{ id: 'web', type: 'aws_instance', name: 'web', dependsOn: [], requirements: 'web server' }],
       }),
@@ -404,6 +406,7 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     const handle = await start('An EC2 web server in a public subnet with a security group allowing HTTPS');
     const result = await handle.result();
     expect(result.phase).toBe('completed');
+    expect(result.reply).toBeUndefined();
     expect(result.llmPaths.plan).toBe('fallback');
     expect(result.notes[0]).toBe(
       "plan: fallback, keyword plan from the request (first reply: the model's plan lacked aws_security_group, aws_subnet)",

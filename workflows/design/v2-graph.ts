@@ -223,7 +223,9 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
       const value = out.value ?? keywordRoute(s.request);
       return {
         category: value.category,
-        reply: value.reply.trim(),
+        // The reply explains a refusal; for a design the model's words there are noise ("Your request has been
+        // approved and will be delivered to the specified endpoint."), so they are not handed back.
+        reply: value.category === 'infrastructure' ? '' : value.reply.trim(),
         ...recordCall('route', out, `keyword route → ${value.category}`),
       };
     },
