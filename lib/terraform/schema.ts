@@ -94,6 +94,12 @@ const isExpression = (v: unknown) => typeof v === 'string' && v.includes('${');
 const BARE_REFERENCE =
   /^((var|local|module)\.[\w-]+|data\.[a-z][a-z0-9]*_[a-z0-9_]+\.[\w-]+|(aws|google|azurerm|random|tls|null|local|archive|kubernetes|helm|cloudflare)_[a-z0-9_]+\.[\w-]+)(\.[\w-]+|\[(\d+|"[\w-]*"|\*)\])*$/;
 
+/** A bare reference, or a non-empty list of them. */
+function isReference(v: unknown): boolean {
+  if (typeof v === 'string') return BARE_REFERENCE.test(v.trim());
+  return Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && BARE_REFERENCE.test(x.trim()));
+}
+
 /** Why a literal `v` cannot be a value of `type`, or undefined when it can (expressions always can). */
 export function typeProblem(type: TfType, v: unknown): string | undefined {
   if (v === null || isExpression(v)) return undefined;
@@ -284,16 +290,9 @@ export function generationSchema(
       },
     };
   }
-  properties.outputs = {
-    type: 'array',
-    maxItems: 4,
-    items: {
-      type: 'object',
-      properties: { name: { type: 'string', maxLength: 60 }, value: { type: 'string', maxLength: 200 } },
-      required: ['name', 'value'],
-      additionalProperties: false,
-    },
-  };
+  // No `outputs`: the resource's outputs come from its default body. Offered them, smollm2 spent the rest of its
+  // token budget on invented ones ("arn:aws:virtualbox::[VPC ID]...") until the reply was cut off mid-JSON, which
+  // cost a repair call or the whole reply.
   return { type: 'object', properties, required: ['attributes'], additionalProperties: false };
 }
 
@@ -456,6 +455,16 @@ export function conformResource(
     dropped,
     filled,
   );
+  // The wiring comes from the plan, not the model: where the default body points an argument at the design (a
+  // subnet's `vpc_id = aws_vpc.main.id`, an instance's AMI from its SSM parameter), a literal the reply wrote for it
+  // (`vpc_id = "1234567890"`) is replaced by that reference. A reference the reply made itself stays (the
+  // reference repair has already checked it names something the design declares).
+  for (const [name, value] of Object.entries(fallback.attributes ?? {})) {
+    const mine = out.attributes[name];
+    if (mine === undefined || !isReference(value) || isReference(mine)) continue;
+    out.attributes[name] = value;
+    filled.push(`${name} (wired to the design)`);
+  }
   const given = new Set([...Object.keys(out.attributes), ...out.blocks.map((b) => b.type)]);
   for (const { name, unless = [] } of ESSENTIAL_ARGUMENTS[type] ?? []) {
     const value = fallback.attributes?.[name];

@@ -158,3 +158,25 @@ test('conformResource takes the essential arguments a reply lacks from the defau
   expect(templated.resource.attributes).toEqual({});
   expect(templated.filled).toEqual([]);
 });
+
+test('conformResource wires the design from the default body: a literal the reply wrote for a reference goes', () => {
+  // What smollm2 wrote for a subnet under its schema: a made-up VPC id, and a CIDR of one letter.
+  const out = conformResource(
+    'aws_subnet',
+    { attributes: { vpc_id: '1234567890', cidr_block: '10.0.0.0/24' }, blocks: [] },
+    { attributes: { vpc_id: 'aws_vpc.vpc.id', cidr_block: '10.0.1.0/24' }, blocks: [] },
+  );
+  expect(out.resource.attributes).toEqual({ vpc_id: 'aws_vpc.vpc.id', cidr_block: '10.0.0.0/24' });
+  expect(out.filled).toEqual(['vpc_id (wired to the design)']);
+  // A reference the reply made itself (already checked against the design) stays.
+  const own = conformResource(
+    'aws_subnet',
+    { attributes: { vpc_id: 'aws_vpc.other.id', cidr_block: '10.0.0.0/24' }, blocks: [] },
+    { attributes: { vpc_id: 'aws_vpc.vpc.id' }, blocks: [] },
+  );
+  expect(own.resource.attributes?.vpc_id).toBe('aws_vpc.other.id');
+});
+
+test('the generation schema offers no outputs (they come from the default body)', () => {
+  expect(Object.keys(generationSchema('aws_subnet')!.properties as object)).not.toContain('outputs');
+});
