@@ -15,7 +15,7 @@ import { percentile, round, startStack, type Bench, type BenchContext, type Row 
  * words would hold, and is missing from the design's plan: empty when the plan covers the request.
  */
 export function uncovered(request: string, planTypes: string[]): string[] {
-  const offered = new Set((keywordPlan(request) ?? []).map((r) => r.type));
+  const offered = new Set((keywordPlan(request, { kms: true }) ?? []).map((r) => r.type));
   const have = new Set(planTypes);
   return namedTypes(request, { parts: true }).filter((t) => offered.has(t) && !have.has(t));
 }

@@ -405,8 +405,9 @@ function conformBlock(
 /**
  * Arguments the provider schema calls optional but without which the resource does nothing useful or cannot be
  * created (an instance with no AMI or type, a database with no engine), and the ones that wire it to the rest of
- * the design (its subnet, its security groups). When the reply lacks one that the type's default body sets, the
- * default body's value is taken, unless the reply set an argument or block that replaces it (`unless`).
+ * the design (its subnet, its security groups, its KMS key). A name is an argument or a block type. When the reply
+ * lacks one that the type's default body sets, the default body's value (or blocks) is taken, unless the reply
+ * itself set an argument or block that replaces it (`unless`).
  */
 export const ESSENTIAL_ARGUMENTS: Readonly<Record<string, readonly { name: string; unless?: readonly string[] }[]>> = {
   aws_instance: [
@@ -433,6 +434,12 @@ export const ESSENTIAL_ARGUMENTS: Readonly<Record<string, readonly { name: strin
     { name: 'handler', unless: ['image_uri'] },
   ],
   aws_ecs_service: [{ name: 'cluster' }, { name: 'task_definition' }],
+  aws_dynamodb_table: [
+    { name: 'hash_key' },
+    { name: 'attribute', unless: ['hash_key'] }, // a block: it must describe the reply's own hash key, if any
+    { name: 'billing_mode', unless: ['read_capacity', 'write_capacity'] },
+    { name: 'server_side_encryption' }, // a block: the design's KMS key, where it has one
+  ],
 };
 
 /** Keeps what the schema knows of `gen` (a resource of `type`), filling required parts from `fallback`. */
@@ -467,9 +474,12 @@ export function conformResource(
   }
   const given = new Set([...Object.keys(out.attributes), ...out.blocks.map((b) => b.type)]);
   for (const { name, unless = [] } of ESSENTIAL_ARGUMENTS[type] ?? []) {
+    if (given.has(name) || unless.some((u) => given.has(u))) continue;
     const value = fallback.attributes?.[name];
-    if (given.has(name) || value === undefined || unless.some((u) => given.has(u))) continue;
-    out.attributes[name] = value;
+    const blocks = (fallback.blocks ?? []).filter((b) => b.type === name);
+    if (value !== undefined) out.attributes[name] = value;
+    else if (blocks.length) out.blocks.push(...blocks);
+    else continue;
     filled.push(name);
   }
   return {

@@ -417,6 +417,30 @@ describe('infraDesignWorkflow with a scripted fake Ollama', () => {
     await recordHistory('design-v2-plan-parts', handle);
   });
 
+  it('plans the KMS key a request names, and the table it encrypts uses it', async () => {
+    script(fake, {
+      plan: () => ({
+        resources: [{ id: 'sessions', type: 'aws_dynamodb_table', name: 'sessions', dependsOn: [], requirements: '' }],
+      }),
+      gather: () => ({ requirements: { region: 'eu-west-1' }, questions: [] }),
+    });
+    const handle = await start('A DynamoDB table for sessions with a KMS key for encryption');
+    const result = await handle.result();
+    expect(result.phase).toBe('completed');
+    expect(result.notes[0]).toBe(
+      "plan: fallback, keyword plan from the request (first reply: the model's plan lacked aws_kms_key)",
+    );
+    expect(result.plan?.resources.map((r) => [r.type, r.dependsOn])).toEqual([
+      ['aws_kms_key', []],
+      ['aws_dynamodb_table', ['key']],
+    ]);
+    expect(result.schemaCheck).toBe('passed');
+    const main = Buffer.from(
+      (await storage.getObjectBytes(result.files.find((f) => f.name === 'main.tf')!.key))!,
+    ).toString('utf8');
+    expect(main).toMatch(/server_side_encryption \{\s+enabled = true\s+kms_key_arn = aws_kms_key\.key\.arn/);
+  });
+
   it('falls back after the repair: the README request gets a keyword plan and default bodies that validate', async () => {
     script(fake, {
       plan: () => 'resources: bucket, cloudfront, bucket, cloudfront, bucket',

@@ -210,7 +210,7 @@ describe('namedTypes', () => {
   it('every part of the ten bench requests that the keyword plan has for the same words', () => {
     // What the coverage check can demand: a named type the keyword plan of the same request offers.
     const demanded = (text: string) => {
-      const offered = new Set(keywordPlan(text)!.map((r) => r.type));
+      const offered = new Set(keywordPlan(text, { kms: true })!.map((r) => r.type));
       return namedTypes(text, { parts: true }).filter((t) => offered.has(t));
     };
     expect(demanded('An EC2 web server in a public subnet with a security group allowing HTTPS')).toEqual([
@@ -224,8 +224,26 @@ describe('namedTypes', () => {
       'aws_cloudwatch_log_group',
       'aws_iam_role',
     ]);
-    // The keyword plan has no KMS key for a table, so "encryption" there demands nothing.
-    expect(demanded('A DynamoDB table for sessions with a KMS key for encryption')).toEqual(['aws_dynamodb_table']);
+    // "encryption" names the bucket's encryption configuration, which a table does not have; the KMS key it has.
+    expect(demanded('A DynamoDB table for sessions with a KMS key for encryption')).toEqual([
+      'aws_dynamodb_table',
+      'aws_kms_key',
+    ]);
+  });
+
+  it('plans a KMS key the request names (with the parts patch), and the table it encrypts uses it', () => {
+    const text = 'A DynamoDB table for sessions with a KMS key for encryption';
+    expect(keywordPlan(text)!.map((r) => r.type)).toEqual(['aws_dynamodb_table']); // before the patch
+    const plan = keywordPlan(text, { kms: true })!;
+    expect(plan.map((r) => [r.type, r.dependsOn])).toEqual([
+      ['aws_kms_key', []],
+      ['aws_dynamodb_table', ['key']],
+    ]);
+    const table = defaultResource(plan[1]!, plan);
+    expect(table.blocks).toContainEqual({
+      type: 'server_side_encryption',
+      attributes: { enabled: true, kms_key_arn: 'aws_kms_key.key.arn' },
+    });
   });
 });
 

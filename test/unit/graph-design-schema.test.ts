@@ -180,3 +180,24 @@ test('conformResource wires the design from the default body: a literal the repl
 test('the generation schema offers no outputs (they come from the default body)', () => {
   expect(Object.keys(generationSchema('aws_subnet')!.properties as object)).not.toContain('outputs');
 });
+
+test('essential blocks: a table gets its key attribute and the design KMS key unless the reply chose its own key', () => {
+  const fallback = {
+    attributes: { name: 'sessions', billing_mode: 'PAY_PER_REQUEST', hash_key: 'id' },
+    blocks: [
+      { type: 'attribute', attributes: { name: 'id', type: 'S' } },
+      { type: 'server_side_encryption', attributes: { enabled: true, kms_key_arn: 'aws_kms_key.key.arn' } },
+    ],
+  };
+  const bare = conformResource('aws_dynamodb_table', { attributes: { name: 'sessions' }, blocks: [] }, fallback);
+  expect(bare.filled).toEqual(['hash_key', 'attribute', 'billing_mode', 'server_side_encryption']);
+  expect(bare.resource.blocks?.map((b) => b.type)).toEqual(['attribute', 'server_side_encryption']);
+  // Its own hash key: the default body's `attribute` (for "id") would not describe it, so it is not added.
+  const own = conformResource(
+    'aws_dynamodb_table',
+    { attributes: { name: 'sessions', hash_key: 'session_id' }, blocks: [] },
+    fallback,
+  );
+  expect(own.resource.attributes?.hash_key).toBe('session_id');
+  expect(own.filled).toEqual(['billing_mode', 'server_side_encryption']);
+});

@@ -611,10 +611,19 @@ const DEFAULTS: Record<AwsResourceType, (c: Ctx) => GeneratedResource> = {
   aws_apigatewayv2_stage: (c) => ({
     attributes: { api_id: c.ref('aws_apigatewayv2_api', 'id', 'api_id'), name: '$default', auto_deploy: true },
   }),
-  aws_dynamodb_table: (c) => ({
-    attributes: { name: slug(c.r.name, 64), billing_mode: 'PAY_PER_REQUEST', hash_key: 'id' },
-    blocks: [block('attribute', { name: 'id', type: 'S' }), block('point_in_time_recovery', { enabled: true })],
-  }),
+  aws_dynamodb_table: (c) => {
+    const kms = c.dep('aws_kms_key');
+    return {
+      attributes: { name: slug(c.r.name, 64), billing_mode: 'PAY_PER_REQUEST', hash_key: 'id' },
+      blocks: [
+        block('attribute', { name: 'id', type: 'S' }),
+        block('point_in_time_recovery', { enabled: true }),
+        ...(kms
+          ? [block('server_side_encryption', { enabled: true, kms_key_arn: `${kms.type}.${kms.name}.arn` })]
+          : []),
+      ],
+    };
+  },
   aws_db_subnet_group: (c) => ({
     attributes: {
       name_prefix: `${slug(c.r.name, 30)}-`,

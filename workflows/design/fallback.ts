@@ -87,12 +87,14 @@ type Spec = [id: string, type: AwsResourceType, dependsOn: string[], requirement
  * and the bucket policy that lets only that distribution read. Undefined when the request names nothing
  * this table knows.
  */
-export function keywordPlan(text: string): PlannedResource[] | undefined {
+export function keywordPlan(text: string, opts: { kms?: boolean } = {}): PlannedResource[] | undefined {
   const has = (re: RegExp) => re.test(text);
   const website = has(/\b(web ?sites?|static site|cloudfront|cdn|frontend|spa|landing page)\b/i);
   const bucket = has(/\b(s3|buckets?|object storage|file storage|uploads?|backups?)\b/i);
   const versioning = has(/\bversion(ing|ed)?\b/i);
   const encryption = has(/\b(encrypt(ed|ion)?|kms)\b/i);
+  // DESIGN_PLAN_PARTS_PATCH: a KMS key the request names is planned, and what it encrypts uses it.
+  const kmsKey = Boolean(opts.kms) && has(/\bkms\b/i);
   const api = has(/\b(apis?|rest|http endpoints?|api gateway)\b/i);
   const lambda = has(/\b(lambdas?|serverless|functions?)\b/i);
   const containers = has(/\b(ecs|fargate|containers?|docker)\b/i);
@@ -109,6 +111,7 @@ export function keywordPlan(text: string): PlannedResource[] | undefined {
   const network = has(/\b(vpc|network(ing)?|subnets?)\b/i) || containers || sql || cache || lb || vm;
 
   const specs: Spec[] = [];
+  if (kmsKey) specs.push(['key', 'aws_kms_key', [], 'The encryption key']);
   if (website) {
     specs.push(
       ['site', 'aws_s3_bucket', [], 'Private bucket holding the static website files'],
@@ -133,7 +136,7 @@ export function keywordPlan(text: string): PlannedResource[] | undefined {
       specs.push([
         'data_encryption',
         'aws_s3_bucket_server_side_encryption_configuration',
-        ['data'],
+        kmsKey ? ['data', 'key'] : ['data'],
         'Encrypts at rest',
       ]);
     }
@@ -146,7 +149,7 @@ export function keywordPlan(text: string): PlannedResource[] | undefined {
     );
   }
   const subnets = network ? ['subnet_a', 'subnet_b'] : [];
-  if (dynamo) specs.push(['table', 'aws_dynamodb_table', [], 'The key-value table']);
+  if (dynamo) specs.push(['table', 'aws_dynamodb_table', kmsKey ? ['key'] : [], 'The key-value table']);
   if (queue) specs.push(['queue', 'aws_sqs_queue', [], 'The work queue']);
   if (topic) {
     specs.push(['topic', 'aws_sns_topic', [], 'The notification topic']);
@@ -297,6 +300,7 @@ const NAMED_PARTS: readonly [RegExp, string][] = [
   [/\biam\s?roles?\b/i, 'aws_iam_role'],
   [/\bsecrets?\s?manager\b/i, 'aws_secretsmanager_secret'],
   [/\broute\s?53\b/i, 'aws_route53_zone'],
+  [/\bkms\b/i, 'aws_kms_key'],
 ];
 
 /**

@@ -267,13 +267,13 @@ export function buildInfraDesignGraph(options: DesignGraphOptions): CompiledGrap
         accept: acceptPlan,
         salvage: salvagePlan,
       });
-      let resources = out.value ?? keywordPlan(userWords(s.messages));
+      let resources = out.value ?? keywordPlan(userWords(s.messages), { kms: patched(DESIGN_PLAN_PARTS_PATCH) });
       let coverage: { path: 'fallback'; problems: string[] } | undefined;
       if (out.value && patched(DESIGN_PLAN_COVERAGE_PATCH)) {
         // The request's own words name resources (CloudFront, a database, ...): a plan that leaves one out is
         // worse than the keyword plan, which has each of them with what it needs.
-        const keyword = keywordPlan(userWords(s.messages));
         const parts = patched(DESIGN_PLAN_PARTS_PATCH);
+        const keyword = keywordPlan(userWords(s.messages), { kms: parts });
         // A revision's plan adds to the design: what the design already has counts as covered.
         const previousTypes = parts && options.providerSchema ? s.resources.map((r) => r.type) : [];
         const have = new Set([...out.value.map((r) => r.type), ...previousTypes]);
