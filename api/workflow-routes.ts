@@ -5,6 +5,7 @@
 import type { Request } from 'express';
 import { z } from 'zod';
 import {
+  isGrpcCancelledError,
   isGrpcDeadlineError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
@@ -85,7 +86,13 @@ export async function askWorkflow<R>(
   try {
     return await temporal.withDeadline(Date.now() + config.WORKFLOW_QUERY_TIMEOUT_MS, ask);
   } catch (err) {
-    if (isGrpcDeadlineError(err) || err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
+    // At the deadline the client may end the call as CANCELLED rather than DEADLINE_EXCEEDED (seen under load):
+    // nothing else cancels these calls, so both mean no worker answered in time.
+    if (
+      isGrpcDeadlineError(err) ||
+      isGrpcCancelledError(err) ||
+      err instanceof WorkflowUpdateRPCTimeoutOrCancelledError
+    ) {
       throw workersUnavailable(config, what);
     }
     throw err;

@@ -46,6 +46,14 @@ describe('askWorkflow', () => {
     expect(http.message).toMatch(/^Design d-1 is running, but no worker answered within 2\.5 s/);
   });
 
+  it('a query the client ended as CANCELLED at its deadline (seen under load) → 503 workers_unavailable', async () => {
+    const query = async () => {
+      throw new ServiceError('Failed to query Workflow', { cause: grpcError(1, 'Call cancelled') });
+    };
+    const err = (await askWorkflow(clientRecording([]), config, 'Design d-1', query).catch((e) => e)) as HttpError;
+    expect([err.status, err.code]).toEqual([503, 'workers_unavailable']);
+  });
+
   it('an Update past its deadline → 503 workers_unavailable', async () => {
     const update = async () => {
       throw new WorkflowUpdateRPCTimeoutOrCancelledError('Deadline exceeded', {
